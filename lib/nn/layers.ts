@@ -1,0 +1,130 @@
+import * as tf from "@tensorflow/tfjs";
+import { Rng } from "../core/random";
+import { Layer, param, torchUniform } from "./module";
+
+// Tensors are NHWC (the layout every tfjs engine supports); weights convert from PyTorch layout on load.
+
+export interface Conv2dOptions {
+  stride?: number;
+  /** Symmetric zero padding in pixels, as in torch.nn.Conv2d (default k // 2). */
+  padding?: number;
+  dilation?: number;
+  bias?: boolean;
+}
+
+export class Conv2d extends Layer {
+  weight: tf.Variable;
+  bias?: tf.Variable;
+  readonly stride: number;
+  readonly padding: number;
+  readonly dilation: number;
+  constructor(readonly inC: number, readonly outC: number, readonly k: number, rng: Rng, o: Conv2dOptions = {}) {
+    super();
+    this.stride = o.stride ?? 1;
+    this.padding = o.padding ?? Math.floor(k / 2);
+    this.dilation = o.dilation ?? 1;
+    const fanIn = inC * k * k;
+    this.weight = param(torchUniform([k, k, inC, outC], fanIn, rng), "conv");
+    if (o.bias ?? true) this.bias = param(torchUniform([outC], fanIn, rng));
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      // torch pads symmetrically; tfjs 'same' pads asymmetrically at stride 2, so pad explicitly.
+      const pad = this.padding === 0 ? "valid" : this.padding;
+      const y = tf.conv2d(x, this.weight as tf.Tensor4D, this.stride, pad, "NHWC", this.dilation);
+      return this.bias ? tf.add(y, this.bias) : y;
+    });
+  }
+}
+
+export class Linear extends Layer {
+  weight: tf.Variable;
+  bias?: tf.Variable;
+  constructor(readonly inF: number, readonly outF: number, rng: Rng, bias = true) {
+    super();
+    this.weight = param(torchUniform([inF, outF], inF, rng), "linear");
+    if (bias) this.bias = param(torchUniform([outF], inF, rng));
+  }
+  /** Acts on the last axis of any rank (Layer's 4D signature is the common case of a 1x1 map). */
+  forward<T extends tf.Tensor>(x: T): T {
+    return tf.tidy(() => {
+      const flat = tf.reshape(x, [-1, this.inF]);
+      let y = tf.matMul(flat, this.weight as tf.Tensor2D);
+      if (this.bias) y = tf.add(y, this.bias);
+      return tf.reshape(y, [...x.shape.slice(0, -1), this.outF]) as T;
+    });
+  }
+}
+
+export class GroupNorm extends Layer {
+  weight: tf.Variable;
+  bias: tf.Variable;
+  constructor(readonly groups: number, readonly channels: number, readonly eps = 1e-5) {
+    super();
+    if (channels % groups !== 0) throw new Error(`GroupNorm: ${channels} channels do not split into ${groups} groups`);
+    this.weight = param(tf.ones([channels]));
+    this.bias = param(tf.zeros([channels]));
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      const [n, h, w, c] = x.shape;
+      const g = tf.reshape(x, [n, h, w, this.groups, c / this.groups]);
+      // y = (x - mean_g) / sqrt(var_g + eps) * gamma + beta, statistics over H, W and the channels of a group
+      const { mean, variance } = tf.moments(g, [1, 2, 4], true);
+      const normed = tf.reshape(tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, this.eps))), [n, h, w, c]);
+      return tf.add(tf.mul(normed, this.weight), this.bias) as tf.Tensor4D;
+    });
+  }
+}
+
+/**
+ * BatchNorm2d with PyTorch's state: weight, bias, running_mean, running_var, num_batches_tracked.
+ * Training mode normalises with batch statistics and updates the running ones (momentum 0.1, unbiased var).
+ */
+export class BatchNorm2d extends Layer {
+  weight: tf.Variable;
+  bias: tf.Variable;
+  running_mean: tf.Variable;
+  running_var: tf.Variable;
+  num_batches_tracked: tf.Variable;
+  training = false;
+  constructor(readonly channels: number, readonly eps = 1e-5, readonly momentum = 0.1) {
+    super();
+    this.weight = param(tf.ones([channels]));
+    this.bias = param(tf.zeros([channels]));
+    this.running_mean = param(tf.zeros([channels]), "plain", false);
+    this.running_var = param(tf.ones([channels]), "plain", false);
+    this.num_batches_tracked = param(tf.zeros([]), "plain", false);
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    if (!this.training) {
+      return tf.tidy(() => tf.batchNorm(x, this.running_mean, this.running_var, this.bias, this.weight, this.eps) as tf.Tensor4D);
+    }
+    const { mean, variance } = tf.moments(x, [0, 1, 2]);
+    const m = x.size / this.channels;
+    tf.tidy(() => {
+      // running <- (1 - momentum) running + momentum batch, with the unbiased batch variance as torch does
+      const mom = this.momentum;
+      this.running_mean.assign(tf.add(tf.mul(this.running_mean, 1 - mom), tf.mul(mean, mom)));
+      this.running_var.assign(tf.add(tf.mul(this.running_var, 1 - mom), tf.mul(variance, (mom * m) / Math.max(1, m - 1))));
+      this.num_batches_tracked.assign(tf.add(this.num_batches_tracked, 1));
+    });
+    const y = tf.tidy(() => tf.batchNorm(x, mean, variance, this.bias, this.weight, this.eps) as tf.Tensor4D);
+    mean.dispose();
+    variance.dispose();
+    return y;
+  }
+}
+
+export class ReLU extends Layer {
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.relu(x);
+  }
+}
+
+export class SiLU extends Layer {
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    // silu(x) = x * sigmoid(x)
+    return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
+  }
+}

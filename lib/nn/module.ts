@@ -1,0 +1,107 @@
+import * as tf from "@tensorflow/tfjs";
+import { Rng } from "../core/random";
+import { HostTensor } from "../io/host_tensor";
+import { ExpectedWeight, mapWeights, MapOptions, TorchLayout } from "../io/weight_map";
+
+// Modules in the nanoGPT spirit: plain classes whose fields *are* the parameter tree. A field holding a
+// tf.Variable is a parameter, a Module is a child, an array of Modules is a numbered list of children.
+// Field names follow the PyTorch reference so that `stateDict()` keys equal the official checkpoint keys.
+
+const layouts = new WeakMap<tf.Variable, TorchLayout>();
+
+/** Buffers (e.g. BatchNorm running statistics) are state-dict entries that the optimiser must not touch. */
+export function isBuffer(v: tf.Variable): boolean {
+  return !v.trainable;
+}
+
+export abstract class Module {
+  /** Children in state-dict order. Override to rename (Sequential numbers its layers without a field name). */
+  children(): Array<[string, Module | tf.Variable]> {
+    const out: Array<[string, Module | tf.Variable]> = [];
+    for (const [k, v] of Object.entries(this)) {
+      if (v instanceof tf.Variable || v instanceof Module) out.push([k, v]);
+      else if (Array.isArray(v) && v.length > 0 && v.every((m) => m instanceof Module)) {
+        v.forEach((m: Module, i: number) => out.push([`${k}.${i}`, m]));
+      }
+    }
+    return out;
+  }
+
+  /** Every parameter and buffer by its dotted name. */
+  namedVariables(prefix = ""): Array<[string, tf.Variable]> {
+    const out: Array<[string, tf.Variable]> = [];
+    for (const [k, v] of this.children()) {
+      const name = prefix ? `${prefix}.${k}` : k;
+      if (v instanceof Module) out.push(...v.namedVariables(name));
+      else out.push([name, v]);
+    }
+    return out;
+  }
+
+  /** Trainable parameters only. */
+  parameters(): tf.Variable[] {
+    return this.namedVariables().filter(([, v]) => v.trainable).map(([, v]) => v);
+  }
+
+  numParameters(): number {
+    return this.parameters().reduce((n, v) => n + v.size, 0);
+  }
+
+  /** What a checkpoint must hold for this module, shapes in tfjs layout. */
+  expectedWeights(): ExpectedWeight[] {
+    return this.namedVariables().map(([name, v]) => ({ name, shape: v.shape, layout: layouts.get(v) ?? "plain" }));
+  }
+
+  /** Load a PyTorch-layout state dict (any file format that yields host tensors). */
+  loadStateDict(tensors: Record<string, HostTensor>, opts: MapOptions): void {
+    const mapped = mapWeights(tensors, this.expectedWeights(), opts);
+    for (const [name, v] of this.namedVariables()) v.assign(tf.tensor(mapped.get(name)!, v.shape, "float32"));
+  }
+
+  /** Host copies in PyTorch layout, for writing checkpoints other tools can read. */
+  async stateDict(): Promise<Record<string, HostTensor>> {
+    const out: Record<string, HostTensor> = {};
+    for (const [name, v] of this.namedVariables()) {
+      const layout = layouts.get(v) ?? "plain";
+      const t = layout === "conv" ? tf.transpose(v, [3, 2, 0, 1]) : layout === "linear" ? tf.transpose(v) : v;
+      out[name] = { dtype: "float32", shape: t.shape, data: (await t.data()) as Float32Array };
+      if (t !== v) t.dispose();
+    }
+    return out;
+  }
+
+  dispose(): void {
+    for (const [, v] of this.namedVariables()) v.dispose();
+  }
+}
+
+/** A parameter; `layout` records how PyTorch stores it so checkpoints convert on load and save. */
+export function param(value: tf.Tensor, layout: TorchLayout = "plain", trainable = true): tf.Variable {
+  const v = tf.variable(value, trainable);
+  value.dispose();
+  layouts.set(v, layout);
+  return v;
+}
+
+/** PyTorch's default init for conv and linear layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform, a=sqrt(5)). */
+export function torchUniform(shape: number[], fanIn: number, rng: Rng): tf.Tensor {
+  const b = 1 / Math.sqrt(fanIn);
+  return tf.randomUniform(shape, -b, b, "float32", rng.seed());
+}
+
+/** A module that maps one tensor to one tensor, so it can sit in a Sequential. */
+export abstract class Layer extends Module {
+  abstract forward(x: tf.Tensor4D): tf.Tensor4D;
+}
+
+export class Sequential extends Layer {
+  constructor(readonly layers: Layer[]) {
+    super();
+  }
+  override children(): Array<[string, Module | tf.Variable]> {
+    return this.layers.map((m, i) => [String(i), m]);
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return this.layers.reduce((h, m) => m.forward(h), x);
+  }
+}
