@@ -105,3 +105,16 @@ export class Sequential extends Layer {
     return this.layers.reduce((h, m) => m.forward(h), x);
   }
 }
+
+/** Named children in insertion order, like torch.nn.ModuleDict (keys such as "16x16_block0" appear verbatim). */
+export class ModuleDict<T extends Module> extends Module {
+  constructor(readonly items: Map<string, T> = new Map()) {
+    super();
+  }
+  set(name: string, m: T): void {
+    this.items.set(name, m);
+  }
+  override children(): Array<[string, Module | tf.Variable]> {
+    return [...this.items];
+  }
+}

@@ -1,0 +1,247 @@
+import * as tf from "@tensorflow/tfjs";
+import { Rng } from "../core/random";
+import { Conv2d, GroupNorm, Linear } from "./layers";
+import { Module, ModuleDict } from "./module";
+
+// The EDM CIFAR-10 network: DDPM++ ("SongUNet" in NVlabs/edm training/networks.py), standard encoder and
+// decoder, positional noise embedding, [1,1] resampling filter. Field and block names equal the official
+// ones, so a converted checkpoint (keys without the "model." prefix of EDMPrecond) loads unchanged.
+
+export interface SongUNetConfig {
+  imgResolution: number;
+  inChannels: number;
+  outChannels: number;
+  /** Number of classes; 0 = unconditional. */
+  labelDim: number;
+  /** Dimension of the augmentation labels of EDM's non-leaky augmentation (9 for CIFAR-10); 0 = none. */
+  augmentDim: number;
+  modelChannels: number;
+  channelMult: number[];
+  channelMultEmb: number;
+  numBlocks: number;
+  attnResolutions: number[];
+  dropout: number;
+}
+
+/** The published CIFAR-10 configuration (edm-cifar10-32x32-cond-vp: 55.7M parameters). */
+export const DDPMPP_CIFAR10: SongUNetConfig = {
+  imgResolution: 32, inChannels: 3, outChannels: 3, labelDim: 10, augmentDim: 9,
+  modelChannels: 128, channelMult: [2, 2, 2], channelMultEmb: 4, numBlocks: 4, attnResolutions: [16], dropout: 0.13,
+};
+
+type Init = "xavier" | "zero" | "attn";
+
+/** EDM's inits: xavier_uniform, scaled by 1e-5 for the layers that end a residual branch, by sqrt(0.2) for qkv. */
+function edmInit(layer: Conv2d | Linear, init: Init, fanIn: number, fanOut: number, rng: Rng): Conv2d | Linear {
+  const gain = init === "zero" ? 1e-5 : init === "attn" ? Math.sqrt(0.2) : 1;
+  const b = gain * Math.sqrt(6 / (fanIn + fanOut));
+  layer.weight.assign(tf.tidy(() => tf.randomUniform(layer.weight.shape, -b, b, "float32", rng.seed())));
+  if (layer.bias) layer.bias.assign(tf.zerosLike(layer.bias));
+  return layer;
+}
+
+function conv(cin: number, cout: number, k: number, init: Init, rng: Rng): Conv2d {
+  return edmInit(new Conv2d(cin, cout, k, rng), init, cin * k * k, cout * k * k, rng) as Conv2d;
+}
+
+function linear(cin: number, cout: number, init: Init, rng: Rng, bias = true): Linear {
+  return edmInit(new Linear(cin, cout, rng, bias), init, cin, cout, rng) as Linear;
+}
+
+/** EDM's GroupNorm: 32 groups unless that leaves fewer than 4 channels per group. */
+function groupNorm(c: number, eps = 1e-6): GroupNorm {
+  return new GroupNorm(Math.min(32, Math.floor(c / 4)), c, eps);
+}
+
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(x));
+}
+
+// The [1,1] resampling filter makes down = 2x2 box average with stride 2, up = nearest-neighbour 2x. Both are
+// written with reshape/mean/broadcast so they stay differentiable twice (R1 needs gradients of gradients).
+export function resample(x: tf.Tensor4D, mode: "up" | "down" | "keep"): tf.Tensor4D {
+  const [n, h, w, c] = x.shape;
+  if (mode === "down") return tf.mean(tf.reshape(x, [n, h / 2, 2, w / 2, 2, c]), [2, 4]) as tf.Tensor4D;
+  if (mode === "up") return tf.reshape(tf.mul(tf.reshape(x, [n, h, 1, w, 1, c]), tf.ones([1, 1, 2, 1, 2, 1])), [n, 2 * h, 2 * w, c]);
+  return x;
+}
+
+export interface BlockOptions {
+  resample: "up" | "down" | "keep";
+  attention: boolean;
+}
+
+export class UNetBlock extends Module {
+  norm0: GroupNorm;
+  conv0: Conv2d;
+  affine: Linear;
+  norm1: GroupNorm;
+  conv1: Conv2d;
+  skip?: Conv2d;
+  norm2?: GroupNorm;
+  qkv?: Conv2d;
+  proj?: Conv2d;
+  constructor(readonly inC: number, readonly outC: number, embC: number, readonly o: BlockOptions, readonly dropout: number, rng: Rng) {
+    super();
+    this.norm0 = groupNorm(inC);
+    this.conv0 = conv(inC, outC, 3, "xavier", rng);
+    this.affine = linear(embC, outC, "xavier", rng);
+    this.norm1 = groupNorm(outC);
+    this.conv1 = conv(outC, outC, 3, "zero", rng);
+    // DDPM++ uses resample_proj: any resampling or channel change gets a 1x1 projection on the skip path
+    if (outC !== inC || o.resample !== "keep") this.skip = conv(inC, outC, 1, "xavier", rng);
+    if (o.attention) {
+      this.norm2 = groupNorm(outC);
+      this.qkv = conv(outC, outC * 3, 1, "attn", rng);
+      this.proj = conv(outC, outC, 1, "zero", rng);
+    }
+  }
+
+  forward(x: tf.Tensor4D, emb: tf.Tensor2D, dropoutSeed?: number): tf.Tensor4D {
+    return tf.tidy(() => {
+      const skipScale = Math.SQRT1_2;
+      let h = this.conv0.forward(resample(silu(this.norm0.forward(x)) as tf.Tensor4D, this.o.resample));
+      // h = silu(norm1(h + affine(emb)))  (adaptive_scale = False in DDPM++)
+      const params = tf.reshape(this.affine.forward(emb), [emb.shape[0], 1, 1, this.outC]);
+      h = silu(this.norm1.forward(tf.add(h, params) as tf.Tensor4D)) as tf.Tensor4D;
+      if (dropoutSeed !== undefined && this.dropout > 0) h = tf.dropout(h, this.dropout, undefined, dropoutSeed) as tf.Tensor4D;
+      h = this.conv1.forward(h);
+      const orig = this.skip ? this.skip.forward(resample(x, this.o.resample)) : x;
+      // x = (h + skip(x)) / sqrt(2)
+      let out = tf.mul(tf.add(h, orig), skipScale) as tf.Tensor4D;
+      if (this.qkv && this.norm2 && this.proj) {
+        const [n, hh, ww, c] = out.shape;
+        // channels of qkv interleave as (channel, {q,k,v}), as the reference's reshape(N, C, 3, HW) implies
+        const qkv = tf.reshape(this.qkv.forward(this.norm2.forward(out)), [n, hh * ww, c, 3]);
+        const [q, k, v] = tf.unstack(qkv, 3) as tf.Tensor3D[];
+        // w = softmax(q^T k / sqrt(C)) over keys; a = v w^T
+        const w = tf.softmax(tf.matMul(q, tf.div(k, Math.sqrt(c)), false, true));
+        const a = tf.reshape(tf.matMul(w, v), [n, hh, ww, c]) as tf.Tensor4D;
+        out = tf.mul(tf.add(this.proj.forward(a), out), skipScale) as tf.Tensor4D;
+      }
+      return out;
+    });
+  }
+}
+
+/** Positional noise embedding with endpoint = True, emitted as [sin, cos] (the reference flips its [cos, sin]). */
+function positionalEmbedding(x: tf.Tensor1D, channels: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const half = channels / 2;
+    // freq_i = (1/10000)^(i / (C/2 - 1))
+    const freqs = tf.tensor1d(Array.from({ length: half }, (_, i) => (1 / 10000) ** (i / (half - 1))));
+    const arg = tf.mul(tf.reshape(x, [-1, 1]), tf.reshape(freqs, [1, half]));
+    return tf.concat([tf.sin(arg), tf.cos(arg)], 1) as tf.Tensor2D;
+  });
+}
+
+export class SongUNet extends Module {
+  map_label?: Linear;
+  map_augment?: Linear;
+  map_layer0: Linear;
+  map_layer1: Linear;
+  enc = new ModuleDict<Conv2d | UNetBlock>();
+  dec = new ModuleDict<Conv2d | UNetBlock | GroupNorm>();
+  /** Channels of each encoder output kept for a skip connection, in order. */
+  private readonly skipChannels: number[] = [];
+
+  constructor(readonly cfg: SongUNetConfig, rng: Rng) {
+    super();
+    const mc = cfg.modelChannels;
+    const embC = mc * cfg.channelMultEmb;
+    const noiseC = mc;
+    if (cfg.labelDim) this.map_label = linear(cfg.labelDim, noiseC, "xavier", rng);
+    if (cfg.augmentDim) this.map_augment = linear(cfg.augmentDim, noiseC, "xavier", rng, false);
+    this.map_layer0 = linear(noiseC, embC, "xavier", rng);
+    this.map_layer1 = linear(embC, embC, "xavier", rng);
+    const block = (cin: number, cout: number, o: BlockOptions) => new UNetBlock(cin, cout, embC, o, cfg.dropout, rng);
+
+    let cout = cfg.inChannels;
+    cfg.channelMult.forEach((mult, level) => {
+      const res = cfg.imgResolution >> level;
+      if (level === 0) {
+        this.enc.set(`${res}x${res}_conv`, conv(cout, mc, 3, "xavier", rng));
+        cout = mc;
+      } else {
+        this.enc.set(`${res}x${res}_down`, block(cout, cout, { resample: "down", attention: false }));
+      }
+      this.skipChannels.push(cout);
+      for (let idx = 0; idx < cfg.numBlocks; idx++) {
+        const cin = cout;
+        cout = mc * mult;
+        this.enc.set(`${res}x${res}_block${idx}`, block(cin, cout, { resample: "keep", attention: cfg.attnResolutions.includes(res) }));
+        this.skipChannels.push(cout);
+      }
+    });
+    const skips = [...this.skipChannels];
+    for (let level = cfg.channelMult.length - 1; level >= 0; level--) {
+      const res = cfg.imgResolution >> level;
+      if (level === cfg.channelMult.length - 1) {
+        this.dec.set(`${res}x${res}_in0`, block(cout, cout, { resample: "keep", attention: true }));
+        this.dec.set(`${res}x${res}_in1`, block(cout, cout, { resample: "keep", attention: false }));
+      } else {
+        this.dec.set(`${res}x${res}_up`, block(cout, cout, { resample: "up", attention: false }));
+      }
+      for (let idx = 0; idx <= cfg.numBlocks; idx++) {
+        const cin = cout + skips.pop()!;
+        cout = mc * cfg.channelMult[level];
+        const attn = idx === cfg.numBlocks && cfg.attnResolutions.includes(res);
+        this.dec.set(`${res}x${res}_block${idx}`, block(cin, cout, { resample: "keep", attention: attn }));
+      }
+      if (level === 0) {
+        this.dec.set(`${res}x${res}_aux_norm`, groupNorm(cout));
+        this.dec.set(`${res}x${res}_aux_conv`, conv(cout, cfg.outChannels, 3, "zero", rng));
+      }
+    }
+  }
+
+  /** The conditioning vector of every block: noise embedding + label (+ augmentation) mapping, through two layers. */
+  embedding(noiseLabels: tf.Tensor1D, classLabels?: tf.Tensor2D, augmentLabels?: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => {
+      let emb: tf.Tensor2D = positionalEmbedding(noiseLabels, this.cfg.modelChannels);
+      if (this.map_label) {
+        if (!classLabels) throw new Error(`SongUNet: class labels [N, ${this.cfg.labelDim}] are required by a conditional network`);
+        // emb += map_label(onehot * sqrt(label_dim))
+        emb = tf.add(emb, this.map_label.forward(tf.mul(classLabels, Math.sqrt(this.cfg.labelDim))));
+      }
+      if (this.map_augment && augmentLabels) emb = tf.add(emb, this.map_augment.forward(augmentLabels));
+      emb = silu(this.map_layer0.forward(emb)) as tf.Tensor2D;
+      return silu(this.map_layer1.forward(emb)) as tf.Tensor2D;
+    });
+  }
+
+  /**
+   * F(x; c_noise, class). classLabels are one-hot [N, labelDim]; dropoutRng turns training-mode dropout on.
+   */
+  forward(x: tf.Tensor4D, noiseLabels: tf.Tensor1D, classLabels?: tf.Tensor2D, augmentLabels?: tf.Tensor2D, dropoutRng?: Rng): tf.Tensor4D {
+    return tf.tidy(() => {
+      const emb = this.embedding(noiseLabels, classLabels, augmentLabels);
+      const seed = () => (dropoutRng ? dropoutRng.seed() : undefined);
+      const skips: tf.Tensor4D[] = [];
+      let h = x;
+      for (const [, b] of this.enc.items) {
+        h = b instanceof UNetBlock ? b.forward(h, emb, seed()) : (b as Conv2d).forward(h);
+        skips.push(h);
+      }
+      let out: tf.Tensor4D | undefined;
+      let aux: tf.Tensor4D | undefined;
+      for (const [name, b] of this.dec.items) {
+        if (name.endsWith("aux_norm")) aux = (b as GroupNorm).forward(h);
+        else if (name.endsWith("aux_conv")) out = (b as Conv2d).forward(silu(aux!) as tf.Tensor4D);
+        else {
+          const blk = b as UNetBlock;
+          if (h.shape[3] !== blk.inC) h = tf.concat([h, skips.pop()!], 3);
+          h = blk.forward(h, emb, seed());
+        }
+      }
+      return out!;
+    });
+  }
+}
+
+/** Keys of the official checkpoint that carry no learnable state here (the fixed [1,1] resampling filters). */
+export function officialUNetRename(key: string): string | undefined {
+  const k = key.startsWith("model.") ? key.slice("model.".length) : key;
+  return k.endsWith(".resample_filter") ? undefined : k;
+}
+

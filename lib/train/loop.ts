@@ -1,0 +1,82 @@
+import * as tf from "@tensorflow/tfjs";
+import { Progress } from "../core/progress";
+import { Rng } from "../core/random";
+import { CheckpointMeta, latestCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint";
+
+// The one training loop every experiment uses: resume from the newest checkpoint, step, report progress,
+// checkpoint periodically and at the end. What a step does is the caller's; what must survive a restart is
+// named explicitly (variables and RNGs), so resuming continues the same run bit for bit on the same engine.
+
+export interface TrainSpec {
+  label: string;
+  totalSteps: number;
+  /** Where checkpoints go; without one the run is not resumable. */
+  ckptDir?: string;
+  ckptEvery: number;
+  /** Every variable the run owns (weights, EMA, optimiser moments), by stable name. */
+  vars: Record<string, tf.Variable>;
+  /** Every random stream the run draws from. */
+  rngs: Record<string, Rng>;
+  /** Restore/save scalar state that is not a tensor (e.g. the optimiser's step count). */
+  extraState?: { save(): Record<string, unknown>; load(s: Record<string, unknown>): void };
+  /** One update at step index `i` (0-based); returns the metrics to log. */
+  step(i: number): Record<string, number>;
+  /** Evaluate every `evalEvery` steps (and at the end); the returned metrics join that step's history entry. */
+  evalEvery?: number;
+  evaluate?(stepsDone: number): Promise<Record<string, number>>;
+  /** Called after a checkpoint or at the end (e.g. to redraw a live loss curve). */
+  onCheckpoint?(history: Array<Record<string, number>>): void | Promise<void>;
+}
+
+export interface TrainResult {
+  history: Array<Record<string, number>>;
+  resumedFrom: number;
+  secondsPerStep: number;
+  /** Live tensors after the first step and at the end: equal unless a step leaks. */
+  tensorsAfterFirstStep: number;
+  tensorsAtEnd: number;
+}
+
+export async function runTraining(spec: TrainSpec): Promise<TrainResult> {
+  let history: Array<Record<string, number>> = [];
+  let start = 0;
+  const latest = spec.ckptDir ? latestCheckpoint(spec.ckptDir) : undefined;
+  if (latest) {
+    const meta = loadCheckpoint(latest, spec.vars);
+    for (const [k, r] of Object.entries(spec.rngs)) {
+      if (meta.rngs[k] === undefined) throw new Error(`${latest}: checkpoint lacks the state of RNG '${k}'`);
+      r.state = meta.rngs[k];
+    }
+    spec.extraState?.load(meta);
+    history = meta.history;
+    start = meta.step;
+  }
+  const save = async (step: number) => {
+    if (!spec.ckptDir) return;
+    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
+    await saveCheckpoint(spec.ckptDir, spec.vars, meta);
+    await spec.onCheckpoint?.(history);
+  };
+  const progress = new Progress(spec.label, spec.totalSteps - start);
+  let tensorsAfterFirstStep = -1;
+  const t0 = Date.now();
+  for (let i = start; i < spec.totalSteps; i++) {
+    const metrics = spec.step(i);
+    const entry: Record<string, number> = { step: i + 1, ...metrics };
+    if (spec.evaluate && spec.evalEvery && ((i + 1) % spec.evalEvery === 0 || i + 1 === spec.totalSteps)) Object.assign(entry, await spec.evaluate(i + 1));
+    history.push(entry);
+    if (tensorsAfterFirstStep < 0) tensorsAfterFirstStep = tf.memory().numTensors;
+    progress.tick(1, metrics);
+    if ((i + 1) % spec.ckptEvery === 0 && i + 1 < spec.totalSteps) await save(i + 1);
+  }
+  const steps = spec.totalSteps - start;
+  if (steps > 0) await save(spec.totalSteps);
+  progress.finish();
+  return {
+    history,
+    resumedFrom: start,
+    secondsPerStep: steps > 0 ? (Date.now() - t0) / 1000 / steps : 0,
+    tensorsAfterFirstStep,
+    tensorsAtEnd: tf.memory().numTensors,
+  };
+}
