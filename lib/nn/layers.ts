@@ -68,11 +68,14 @@ export class GroupNorm extends Layer {
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
       const [n, h, w, c] = x.shape;
-      const g = tf.reshape(x, [n, h, w, this.groups, c / this.groups]);
-      // y = (x - mean_g) / sqrt(var_g + eps) * gamma + beta, statistics over H, W and the channels of a group
-      const { mean, variance } = tf.moments(g, [1, 2, 4], true);
-      const normed = tf.reshape(tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, this.eps))), [n, h, w, c]);
-      return tf.add(tf.mul(normed, this.weight), this.bias) as tf.Tensor4D;
+      const g = this.groups;
+      // statistics over H, W and the channels of a group
+      const { mean, variance } = tf.moments(tf.reshape(x, [n, h, w, g, c / g]), [1, 2, 4], true);
+      // y = (x - mean) / sqrt(var + eps) * gamma + beta, folded into one scale and shift per (image, channel):
+      // a = gamma / sqrt(var + eps), b = beta - mean * a, y = x * a + b (two full-size ops instead of five)
+      const a = tf.mul(tf.rsqrt(tf.add(variance, this.eps)), tf.reshape(this.weight, [1, 1, 1, g, c / g]));
+      const b = tf.sub(tf.reshape(this.bias, [1, 1, 1, g, c / g]), tf.mul(mean, a));
+      return tf.add(tf.mul(x, tf.reshape(a, [n, 1, 1, c])), tf.reshape(b, [n, 1, 1, c])) as tf.Tensor4D;
     });
   }
 }
@@ -126,5 +129,32 @@ export class SiLU extends Layer {
   forward(x: tf.Tensor4D): tf.Tensor4D {
     // silu(x) = x * sigmoid(x)
     return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
+  }
+}
+
+/** torch.nn.MaxPool2d(k) (stride k, floor mode: a trailing odd row or column is dropped). */
+export class MaxPool2d extends Layer {
+  constructor(readonly k = 2, readonly stride = k) {
+    super();
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.maxPool(x, this.k, this.stride, "valid");
+  }
+}
+
+/**
+ * torch's F.max_pool2d / F.avg_pool2d with symmetric padding (floor mode). Padding never wins a max; whether it
+ * counts in an average is countIncludePad (torch's default true; TensorFlow graphs, such as the FID Inception,
+ * leave it out, and so does a tfjs pool given a numeric padding).
+ */
+export class Pool2d extends Layer {
+  constructor(readonly mode: "max" | "avg", readonly k: number, readonly stride = k, readonly padding = 0, readonly countIncludePad = true) {
+    super();
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    const { k, stride, padding: p } = this;
+    if (this.mode === "max") return tf.maxPool(x, k, stride, p === 0 ? "valid" : p);
+    if (p === 0 || !this.countIncludePad) return tf.avgPool(x, k, stride, p === 0 ? "valid" : p);
+    return tf.tidy(() => tf.avgPool(tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]]), k, stride, "valid"));
   }
 }

@@ -1,0 +1,65 @@
+// npm run data -- [names or groups] [--force] [--rehash]
+// With no names: list every file in data/sources.json and its state. With names: fetch them (from the offline
+// mirror when D2G_DATA_MIRROR is set, else from the official URLs), verify, and report.
+
+import { dataDir, dataStatus, fetchData, loadSources, mirrorDir, ListedFile } from "../data/fetch";
+
+const USAGE = `usage: npm run data -- [NAME|GROUP ...] [--force] [--rehash]
+  no names   list every file, its state (ok / missing / corrupt / unverified) and where a fetch would get it
+  --force    fetch again even if a verified copy is present
+  --rehash   hash present files again instead of trusting the record of an earlier check
+env: D2G_DATA_DIR (default <repo>/data/downloads), D2G_DATA_MIRROR (offline mirror folder)`;
+
+function fmtBytes(n: number | null | undefined): string {
+  if (n === null || n === undefined) return "?";
+  return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`;
+}
+
+function listLine(f: ListedFile): string {
+  const pinned = f.entry.sha256 || f.entry.mirror?.sha256 ? "" : "  [no sha256 pinned]";
+  const state = f.state === "ok" && f.how === "archive" ? "ok*" : f.state;
+  return `${state.padEnd(10)} ${fmtBytes(f.entry.bytes ?? f.entry.mirror?.bytes).padStart(10)}  ${f.from.padEnd(7)} ${f.path}${pinned}`;
+}
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
+  const force = args.includes("--force");
+  const rehash = args.includes("--rehash");
+  const unknownFlags = args.filter((a) => a.startsWith("-") && a !== "--force" && a !== "--rehash");
+  if (unknownFlags.length) {
+    console.error(`unknown option ${unknownFlags.join(" ")}\n${USAGE}`);
+    return 2;
+  }
+  const names = args.filter((a) => !a.startsWith("-"));
+  const mirror = mirrorDir();
+  console.log(`data dir: ${dataDir()}\nmirror:   ${mirror ?? "(none; set D2G_DATA_MIRROR to use one)"}`);
+
+  if (names.length === 0) {
+    const sources = loadSources();
+    const rows = await dataStatus({ rehash });
+    console.log(`\n${"state".padEnd(10)} ${"size".padStart(10)}  ${"from".padEnd(7)} path`);
+    for (const r of rows) console.log(listLine(r));
+    console.log(`\nok* = extracted from an archive whose sha256 was verified; "from" = where a fetch would get it now.`);
+    console.log(`groups: ${Object.entries(sources.groups).map(([g, m]) => `${g} (${m.length})`).join(", ")}`);
+    return 0;
+  }
+
+  const results = await fetchData(names, { force, rehash });
+  const failed = results.filter((r) => r.error);
+  const unverified = results.filter((r) => !r.error && r.state === "unverified");
+  for (const r of failed) console.error(`FAILED ${r.path}: ${r.error!.message}`);
+  console.log(`\n${results.length - failed.length}/${results.length} files present` + (unverified.length ? `; ${unverified.length} could not be verified (no sha256 pinned): ${unverified.map((r) => r.path).join(", ")}` : ""));
+  return failed.length ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error((e as Error).message);
+    process.exit(1);
+  },
+);

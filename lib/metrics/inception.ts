@@ -1,0 +1,435 @@
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as tf from "@tensorflow/tfjs";
+import { Rng } from "../core/random";
+import { HostTensor } from "../io/host_tensor";
+import { readTorchCheckpoint } from "../io/pth";
+import { BatchNorm2d, MaxPool2d, Pool2d } from "../nn/layers";
+import { Layer, param, torchUniform } from "../nn/module";
+import { FeatureNet } from "./feature_net";
+
+// The InceptionV3 of FID: TensorFlow's 2015 graph (inception-2015-12-05) as pytorch-fid ports it, torchvision's
+// Inception3 with patched blocks. Its quirks, all kept here: every conv is bias-free with BatchNorm eps 0.001; the
+// branch average pools leave padding out of the mean (count_include_pad=False, as TF does); and the last block
+// (Mixed_7c, FIDInceptionE_2) max-pools its pool branch. Features are the 2048-d global average pool after Mixed_7c.
+// Field names are the state-dict keys of pytorch-fid's pt_inception-2015-12-05-6726825d.pth.
+
+/** torch.nn.Conv2d(bias=False) with a possibly rectangular kernel and symmetric padding. */
+class Conv extends Layer {
+  weight: tf.Variable;
+  constructor(inC: number, outC: number, readonly kh: number, readonly kw: number, rng: Rng, readonly stride: number, readonly ph: number, readonly pw: number) {
+    super();
+    this.weight = param(torchUniform([kh, kw, inC, outC], inC * kh * kw, rng), "conv");
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    const pad = this.ph === 0 && this.pw === 0 ? "valid" : ([[0, 0], [this.ph, this.ph], [this.pw, this.pw], [0, 0]] as tf.backend_util.ExplicitPadding);
+    return tf.conv2d(x, this.weight as tf.Tensor4D, this.stride, pad);
+  }
+}
+
+interface ConvSpec {
+  k?: number | [number, number];
+  stride?: number;
+  pad?: number | [number, number];
+}
+
+/** torchvision's BasicConv2d: conv, BatchNorm (eps 0.001), ReLU. */
+class BasicConv2d extends Layer {
+  conv: Conv;
+  bn: BatchNorm2d;
+  constructor(inC: number, outC: number, rng: Rng, s: ConvSpec = {}) {
+    super();
+    const [kh, kw] = typeof s.k === "number" ? [s.k, s.k] : s.k ?? [1, 1];
+    const [ph, pw] = typeof s.pad === "number" ? [s.pad, s.pad] : s.pad ?? [0, 0];
+    this.conv = new Conv(inC, outC, kh, kw, rng, s.stride ?? 1, ph, pw);
+    this.bn = new BatchNorm2d(outC, 0.001);
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => tf.relu(this.bn.forward(this.conv.forward(x))));
+  }
+}
+
+const concat = (xs: tf.Tensor4D[]): tf.Tensor4D => tf.concat(xs, 3);
+// TF's average pool, as FIDInceptionA/C/E_1 patch it in: padding does not count in the mean.
+const tfAvgPool = new Pool2d("avg", 3, 1, 1, false);
+
+/** Mixed_5b..5d (FIDInceptionA). */
+class BlockA extends Layer {
+  branch1x1: BasicConv2d;
+  branch5x5_1: BasicConv2d;
+  branch5x5_2: BasicConv2d;
+  branch3x3dbl_1: BasicConv2d;
+  branch3x3dbl_2: BasicConv2d;
+  branch3x3dbl_3: BasicConv2d;
+  branch_pool: BasicConv2d;
+  readonly outC: number;
+  constructor(inC: number, poolFeatures: number, w: (c: number) => number, rng: Rng) {
+    super();
+    this.branch1x1 = new BasicConv2d(inC, w(64), rng);
+    this.branch5x5_1 = new BasicConv2d(inC, w(48), rng);
+    this.branch5x5_2 = new BasicConv2d(w(48), w(64), rng, { k: 5, pad: 2 });
+    this.branch3x3dbl_1 = new BasicConv2d(inC, w(64), rng);
+    this.branch3x3dbl_2 = new BasicConv2d(w(64), w(96), rng, { k: 3, pad: 1 });
+    this.branch3x3dbl_3 = new BasicConv2d(w(96), w(96), rng, { k: 3, pad: 1 });
+    this.branch_pool = new BasicConv2d(inC, poolFeatures, rng);
+    this.outC = w(64) + w(64) + w(96) + poolFeatures;
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => concat([
+      this.branch1x1.forward(x),
+      this.branch5x5_2.forward(this.branch5x5_1.forward(x)),
+      this.branch3x3dbl_3.forward(this.branch3x3dbl_2.forward(this.branch3x3dbl_1.forward(x))),
+      this.branch_pool.forward(tfAvgPool.forward(x)),
+    ]));
+  }
+}
+
+/** Mixed_6a (InceptionB): stride-2 reduction 35 -> 17. */
+class BlockB extends Layer {
+  branch3x3: BasicConv2d;
+  branch3x3dbl_1: BasicConv2d;
+  branch3x3dbl_2: BasicConv2d;
+  branch3x3dbl_3: BasicConv2d;
+  readonly outC: number;
+  constructor(inC: number, w: (c: number) => number, rng: Rng) {
+    super();
+    this.branch3x3 = new BasicConv2d(inC, w(384), rng, { k: 3, stride: 2 });
+    this.branch3x3dbl_1 = new BasicConv2d(inC, w(64), rng);
+    this.branch3x3dbl_2 = new BasicConv2d(w(64), w(96), rng, { k: 3, pad: 1 });
+    this.branch3x3dbl_3 = new BasicConv2d(w(96), w(96), rng, { k: 3, stride: 2 });
+    this.outC = w(384) + w(96) + inC;
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => concat([
+      this.branch3x3.forward(x),
+      this.branch3x3dbl_3.forward(this.branch3x3dbl_2.forward(this.branch3x3dbl_1.forward(x))),
+      tf.maxPool(x, 3, 2, "valid"),
+    ]));
+  }
+}
+
+/** Mixed_6b..6e (FIDInceptionC): factorised 7x7 convolutions. */
+class BlockC extends Layer {
+  branch1x1: BasicConv2d;
+  branch7x7_1: BasicConv2d;
+  branch7x7_2: BasicConv2d;
+  branch7x7_3: BasicConv2d;
+  branch7x7dbl_1: BasicConv2d;
+  branch7x7dbl_2: BasicConv2d;
+  branch7x7dbl_3: BasicConv2d;
+  branch7x7dbl_4: BasicConv2d;
+  branch7x7dbl_5: BasicConv2d;
+  branch_pool: BasicConv2d;
+  readonly outC: number;
+  constructor(inC: number, c7: number, w: (c: number) => number, rng: Rng) {
+    super();
+    const row: ConvSpec = { k: [1, 7], pad: [0, 3] };
+    const col: ConvSpec = { k: [7, 1], pad: [3, 0] };
+    this.branch1x1 = new BasicConv2d(inC, w(192), rng);
+    this.branch7x7_1 = new BasicConv2d(inC, c7, rng);
+    this.branch7x7_2 = new BasicConv2d(c7, c7, rng, row);
+    this.branch7x7_3 = new BasicConv2d(c7, w(192), rng, col);
+    this.branch7x7dbl_1 = new BasicConv2d(inC, c7, rng);
+    this.branch7x7dbl_2 = new BasicConv2d(c7, c7, rng, col);
+    this.branch7x7dbl_3 = new BasicConv2d(c7, c7, rng, row);
+    this.branch7x7dbl_4 = new BasicConv2d(c7, c7, rng, col);
+    this.branch7x7dbl_5 = new BasicConv2d(c7, w(192), rng, row);
+    this.branch_pool = new BasicConv2d(inC, w(192), rng);
+    this.outC = 4 * w(192);
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      const dbl = [this.branch7x7dbl_1, this.branch7x7dbl_2, this.branch7x7dbl_3, this.branch7x7dbl_4, this.branch7x7dbl_5];
+      return concat([
+        this.branch1x1.forward(x),
+        this.branch7x7_3.forward(this.branch7x7_2.forward(this.branch7x7_1.forward(x))),
+        dbl.reduce((h, m) => m.forward(h), x),
+        this.branch_pool.forward(tfAvgPool.forward(x)),
+      ]);
+    });
+  }
+}
+
+/** Mixed_7a (InceptionD): stride-2 reduction 17 -> 8. */
+class BlockD extends Layer {
+  branch3x3_1: BasicConv2d;
+  branch3x3_2: BasicConv2d;
+  branch7x7x3_1: BasicConv2d;
+  branch7x7x3_2: BasicConv2d;
+  branch7x7x3_3: BasicConv2d;
+  branch7x7x3_4: BasicConv2d;
+  readonly outC: number;
+  constructor(inC: number, w: (c: number) => number, rng: Rng) {
+    super();
+    this.branch3x3_1 = new BasicConv2d(inC, w(192), rng);
+    this.branch3x3_2 = new BasicConv2d(w(192), w(320), rng, { k: 3, stride: 2 });
+    this.branch7x7x3_1 = new BasicConv2d(inC, w(192), rng);
+    this.branch7x7x3_2 = new BasicConv2d(w(192), w(192), rng, { k: [1, 7], pad: [0, 3] });
+    this.branch7x7x3_3 = new BasicConv2d(w(192), w(192), rng, { k: [7, 1], pad: [3, 0] });
+    this.branch7x7x3_4 = new BasicConv2d(w(192), w(192), rng, { k: 3, stride: 2 });
+    this.outC = w(320) + w(192) + inC;
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => concat([
+      this.branch3x3_2.forward(this.branch3x3_1.forward(x)),
+      this.branch7x7x3_4.forward(this.branch7x7x3_3.forward(this.branch7x7x3_2.forward(this.branch7x7x3_1.forward(x)))),
+      tf.maxPool(x, 3, 2, "valid"),
+    ]));
+  }
+}
+
+/** Mixed_7b (FIDInceptionE_1, average pool) and Mixed_7c (FIDInceptionE_2, max pool). */
+class BlockE extends Layer {
+  branch1x1: BasicConv2d;
+  branch3x3_1: BasicConv2d;
+  branch3x3_2a: BasicConv2d;
+  branch3x3_2b: BasicConv2d;
+  branch3x3dbl_1: BasicConv2d;
+  branch3x3dbl_2: BasicConv2d;
+  branch3x3dbl_3a: BasicConv2d;
+  branch3x3dbl_3b: BasicConv2d;
+  branch_pool: BasicConv2d;
+  readonly pool: Pool2d;
+  readonly outC: number;
+  constructor(inC: number, poolMode: "avg" | "max", w: (c: number) => number, rng: Rng) {
+    super();
+    const row: ConvSpec = { k: [1, 3], pad: [0, 1] };
+    const col: ConvSpec = { k: [3, 1], pad: [1, 0] };
+    this.branch1x1 = new BasicConv2d(inC, w(320), rng);
+    this.branch3x3_1 = new BasicConv2d(inC, w(384), rng);
+    this.branch3x3_2a = new BasicConv2d(w(384), w(384), rng, row);
+    this.branch3x3_2b = new BasicConv2d(w(384), w(384), rng, col);
+    this.branch3x3dbl_1 = new BasicConv2d(inC, w(448), rng);
+    this.branch3x3dbl_2 = new BasicConv2d(w(448), w(384), rng, { k: 3, pad: 1 });
+    this.branch3x3dbl_3a = new BasicConv2d(w(384), w(384), rng, row);
+    this.branch3x3dbl_3b = new BasicConv2d(w(384), w(384), rng, col);
+    this.branch_pool = new BasicConv2d(inC, w(192), rng);
+    // pytorch-fid: "The FID Inception model uses max pooling instead of average pooling" in the last block.
+    this.pool = poolMode === "max" ? new Pool2d("max", 3, 1, 1) : tfAvgPool;
+    this.outC = w(320) + 4 * w(384) + w(192);
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      const b3 = this.branch3x3_1.forward(x);
+      const bd = this.branch3x3dbl_2.forward(this.branch3x3dbl_1.forward(x));
+      return concat([
+        this.branch1x1.forward(x),
+        this.branch3x3_2a.forward(b3),
+        this.branch3x3_2b.forward(b3),
+        this.branch3x3dbl_3a.forward(bd),
+        this.branch3x3dbl_3b.forward(bd),
+        this.branch_pool.forward(this.pool.forward(x)),
+      ]);
+    });
+  }
+}
+
+export class FidInceptionV3 extends Layer {
+  Conv2d_1a_3x3: BasicConv2d;
+  Conv2d_2a_3x3: BasicConv2d;
+  Conv2d_2b_3x3: BasicConv2d;
+  Conv2d_3b_1x1: BasicConv2d;
+  Conv2d_4a_3x3: BasicConv2d;
+  Mixed_5b: BlockA;
+  Mixed_5c: BlockA;
+  Mixed_5d: BlockA;
+  Mixed_6a: BlockB;
+  Mixed_6b: BlockC;
+  Mixed_6c: BlockC;
+  Mixed_6d: BlockC;
+  Mixed_6e: BlockC;
+  Mixed_7a: BlockD;
+  Mixed_7b: BlockE;
+  Mixed_7c: BlockE;
+  /** Feature width: 2048 at full width. */
+  readonly dim: number;
+  private readonly maxPool = new MaxPool2d(3, 2);
+
+  /** `widthDiv` divides every channel count (16 gives the test fixture's architecture); 1 is the real network. */
+  constructor(readonly widthDiv = 1, rng = new Rng(0)) {
+    super();
+    if (![1, 2, 4, 8, 16].includes(widthDiv)) throw new Error(`FidInceptionV3: widthDiv must be 1, 2, 4, 8 or 16, got ${widthDiv}`);
+    const w = (c: number): number => c / widthDiv;
+    this.Conv2d_1a_3x3 = new BasicConv2d(3, w(32), rng, { k: 3, stride: 2 });
+    this.Conv2d_2a_3x3 = new BasicConv2d(w(32), w(32), rng, { k: 3 });
+    this.Conv2d_2b_3x3 = new BasicConv2d(w(32), w(64), rng, { k: 3, pad: 1 });
+    this.Conv2d_3b_1x1 = new BasicConv2d(w(64), w(80), rng);
+    this.Conv2d_4a_3x3 = new BasicConv2d(w(80), w(192), rng, { k: 3 });
+    this.Mixed_5b = new BlockA(w(192), w(32), w, rng);
+    this.Mixed_5c = new BlockA(this.Mixed_5b.outC, w(64), w, rng);
+    this.Mixed_5d = new BlockA(this.Mixed_5c.outC, w(64), w, rng);
+    this.Mixed_6a = new BlockB(this.Mixed_5d.outC, w, rng);
+    this.Mixed_6b = new BlockC(this.Mixed_6a.outC, w(128), w, rng);
+    this.Mixed_6c = new BlockC(this.Mixed_6b.outC, w(160), w, rng);
+    this.Mixed_6d = new BlockC(this.Mixed_6c.outC, w(160), w, rng);
+    this.Mixed_6e = new BlockC(this.Mixed_6d.outC, w(192), w, rng);
+    this.Mixed_7a = new BlockD(this.Mixed_6e.outC, w, rng);
+    this.Mixed_7b = new BlockE(this.Mixed_7a.outC, "avg", w, rng);
+    this.Mixed_7c = new BlockE(this.Mixed_7b.outC, "max", w, rng);
+    this.dim = this.Mixed_7c.outC;
+  }
+
+  /** NHWC images already at 299x299 in [-1, 1] -> the pool features as [N, 1, 1, dim]. */
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      let h = this.Conv2d_2b_3x3.forward(this.Conv2d_2a_3x3.forward(this.Conv2d_1a_3x3.forward(x)));
+      h = this.maxPool.forward(h);
+      h = this.maxPool.forward(this.Conv2d_4a_3x3.forward(this.Conv2d_3b_1x1.forward(h)));
+      const blocks: Layer[] = [this.Mixed_5b, this.Mixed_5c, this.Mixed_5d, this.Mixed_6a, this.Mixed_6b, this.Mixed_6c, this.Mixed_6d, this.Mixed_6e, this.Mixed_7a, this.Mixed_7b, this.Mixed_7c];
+      for (const b of blocks) h = b.forward(h);
+      return tf.mean(h, [1, 2], true) as tf.Tensor4D;
+    });
+  }
+
+  /**
+   * Load a pytorch-fid state dict. Its classifier (fc.*, unused by FID) is skipped; BatchNorm's
+   * num_batches_tracked, absent from files saved before torch 0.4.1, is filled in.
+   */
+  loadFidWeights(tensors: Record<string, HostTensor>, source: string): void {
+    const all = { ...tensors };
+    for (const { name } of this.expectedWeights()) {
+      if (name.endsWith(".num_batches_tracked") && !(name in all)) all[name] = { dtype: "float32", shape: [], data: new Float32Array(1) };
+    }
+    this.loadStateDict(all, { source, rename: (k) => (k.startsWith("fc.") ? undefined : k) });
+  }
+}
+
+/** pytorch-fid's published weights: torch hub names files by the first hex digits of their sha256. */
+export const FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth";
+const FID_WEIGHTS_SHA256_PREFIX = "6726825d";
+
+export type InceptionResize = "bilinear" | "clean";
+
+/**
+ * The FID feature extractor. resize 'bilinear' follows pytorch-fid (F.interpolate to 299, bilinear,
+ * align_corners=False, no antialiasing); 'clean' follows clean-fid (PIL bicubic on float channels in [0, 255],
+ * clipped). The label is plain "" (metrics print as "FID") only for the official weights, checked by hash;
+ * anything else carries its own label.
+ */
+export class InceptionFeatures implements FeatureNet {
+  readonly name: string;
+  readonly label: string;
+  readonly dim: number;
+  constructor(readonly model: FidInceptionV3, readonly resize: InceptionResize, official: boolean, weightsTag: string) {
+    this.dim = model.dim;
+    this.name = `fid-inception-v3-w${model.widthDiv}-${weightsTag}-${resize}`;
+    this.label = official && model.widthDiv === 1 ? (resize === "clean" ? "clean" : "") : `inception[${weightsTag}]`;
+  }
+
+  features(images: tf.Tensor4D): tf.Tensor2D {
+    const [n, h, w, c] = images.shape;
+    if (c !== 3) throw new Error(`InceptionFeatures: expected RGB images [N, H, W, 3], got [${images.shape}]`);
+    return tf.tidy(() => {
+      let x: tf.Tensor4D;
+      if (this.resize === "bilinear") {
+        // Bilinear weights sum to one, so resizing in [-1, 1] equals pytorch-fid's resize in [0, 1] then 2x - 1.
+        x = h === 299 && w === 299 ? images : tf.image.resizeBilinear(images, [299, 299], false, true);
+      } else {
+        x = cleanResizeBatch(images);
+      }
+      return tf.reshape(this.model.forward(x), [n, this.dim]) as tf.Tensor2D;
+    });
+  }
+}
+
+/** Load pytorch-fid's weight file and wrap it as the FID extractor. */
+export function loadFidInception(file: string, resize: InceptionResize = "bilinear"): InceptionFeatures {
+  const sha = crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+  const model = new FidInceptionV3(1);
+  model.loadFidWeights(readTorchCheckpoint(file), file);
+  const official = sha.startsWith(FID_WEIGHTS_SHA256_PREFIX);
+  return new InceptionFeatures(model, resize, official, sha.slice(0, 8));
+}
+
+// ---- clean-fid's resize -------------------------------------------------------------------------------------
+
+/** PIL's bicubic kernel (a = -0.5). */
+function cubic(x: number): number {
+  const a = -0.5;
+  x = Math.abs(x);
+  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+  if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0;
+}
+
+/**
+ * One axis of PIL's resampling (libImaging Resample.c precompute_coeffs): output pixel i reads input pixels
+ * start[i] .. start[i] + count[i] with weights normalised to sum to 1; when shrinking, the kernel is stretched by
+ * the scale, which is what makes it antialiased.
+ */
+function axisCoeffs(inSize: number, outSize: number): { start: Int32Array; count: Int32Array; weights: Float64Array; width: number } {
+  const scale = inSize / outSize;
+  const filterScale = Math.max(scale, 1);
+  const support = 2 * filterScale;
+  const width = Math.ceil(support) * 2 + 1;
+  const start = new Int32Array(outSize);
+  const count = new Int32Array(outSize);
+  const weights = new Float64Array(outSize * width);
+  for (let i = 0; i < outSize; i++) {
+    const center = (i + 0.5) * scale;
+    // C's (int) truncates toward zero.
+    const lo = Math.max(0, Math.trunc(center - support + 0.5));
+    const hi = Math.min(inSize, Math.trunc(center + support + 0.5));
+    let total = 0;
+    for (let x = lo; x < hi; x++) {
+      const wgt = cubic((x - center + 0.5) / filterScale);
+      weights[i * width + x - lo] = wgt;
+      total += wgt;
+    }
+    if (total !== 0) for (let x = 0; x < hi - lo; x++) weights[i * width + x] /= total;
+    start[i] = lo;
+    count[i] = hi - lo;
+  }
+  return { start, count, weights, width };
+}
+
+/**
+ * clean-fid's "clean" resize of one HWC float image with values in [0, 255]: per channel, PIL's bicubic resize
+ * of a mode-'F' image (horizontal pass, then vertical, sums in double, float32 in between), then clipped to
+ * [0, 255].
+ */
+export function cleanResize(src: Float32Array, h: number, w: number, c: number, outH: number, outW: number): Float32Array {
+  if (src.length !== h * w * c) throw new Error(`cleanResize: expected ${h}x${w}x${c} values, got ${src.length}`);
+  const cx = axisCoeffs(w, outW);
+  const cy = axisCoeffs(h, outH);
+  const mid = new Float32Array(h * outW * c);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < outW; x++) {
+      const s0 = cx.start[x];
+      const kw = x * cx.width;
+      for (let ch = 0; ch < c; ch++) {
+        let acc = 0;
+        for (let t = 0; t < cx.count[x]; t++) acc += src[(y * w + s0 + t) * c + ch] * cx.weights[kw + t];
+        mid[(y * outW + x) * c + ch] = acc;
+      }
+    }
+  }
+  const out = new Float32Array(outH * outW * c);
+  for (let y = 0; y < outH; y++) {
+    const s0 = cy.start[y];
+    const kh = y * cy.width;
+    for (let x = 0; x < outW; x++) {
+      for (let ch = 0; ch < c; ch++) {
+        let acc = 0;
+        for (let t = 0; t < cy.count[y]; t++) acc += mid[((s0 + t) * outW + x) * c + ch] * cy.weights[kh + t];
+        out[(y * outW + x) * c + ch] = Math.min(255, Math.max(0, acc));
+      }
+    }
+  }
+  return out;
+}
+
+/** [-1, 1] NHWC batch -> clean-resized 299x299 [-1, 1] batch (host-side, as clean-fid resizes on the CPU). */
+function cleanResizeBatch(images: tf.Tensor4D): tf.Tensor4D {
+  const [n, h, w, c] = images.shape;
+  const src = images.dataSync();
+  const per = h * w * c;
+  const out = new Float32Array(n * 299 * 299 * c);
+  const img = new Float32Array(per);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < per; j++) img[j] = (src[i * per + j] + 1) * 127.5;
+    const r = cleanResize(img, h, w, c, 299, 299);
+    for (let j = 0; j < r.length; j++) out[i * r.length + j] = r[j] / 127.5 - 1;
+  }
+  return tf.tensor4d(out, [n, 299, 299, c]);
+}

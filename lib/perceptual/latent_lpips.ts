@@ -1,0 +1,124 @@
+import * as tf from "@tensorflow/tfjs";
+import { Rng } from "../core/random";
+import { HostTensor } from "../io/host_tensor";
+import { readTorchCheckpoint } from "../io/pth";
+import { Module } from "../nn/module";
+import { LatentVgg16Bn } from "../nn/vgg";
+import { headDistance, LpipsHeads } from "./lpips";
+
+// LatentLPIPS and E-LatentLPIPS (Kang et al., Diffusion2GAN; released as mingukkang/elatentlpips): the LPIPS recipe
+// on VAE latents with a latent VGG16-BN trunk (lib/nn/vgg.ts). Key layout of the released state dicts:
+// `net.slice{1..5}.{i}.*` and `lin{0..4}.model.1.weight` (plus torch's `lins.{k}` alias of the heads).
+
+/** z' = (z - shift) * scale: a VAE's raw latent to the unit-scale latent its diffusion model sees. */
+export interface LatentScaling {
+  shift: number;
+  scale: number;
+}
+
+/** Scalings of the released checkpoints (elatentlpips, forward(normalize=True)), and TAEF2's. */
+export const LATENT_SCALINGS = {
+  sd15: { shift: 0, scale: 0.18215 },
+  sd21: { shift: 0, scale: 0.18215 },
+  sdxl: { shift: 0, scale: 0.13025 },
+  sd3: { shift: 0.0609, scale: 1.5305 },
+  flux: { shift: 0.1159, scale: 0.3611 },
+  // TAEF2 encodes straight to the normalised 32-channel FLUX.2 latent that the transformer consumes (the full
+  // FLUX.2 VAE normalises inside encode): on four 512px Kodak crops its latents have mean 0.05, std 0.85, so no
+  // further scaling. No released LatentLPIPS exists for this space.
+  taef2: { shift: 0, scale: 1 },
+} satisfies Record<string, LatentScaling>;
+
+/** Latent channels of each released checkpoint's first conv. */
+export const LATENT_CHANNELS = { sd15: 4, sd21: 4, sdxl: 4, sd3: 16, flux: 16, taef2: 32 } satisfies Record<keyof typeof LATENT_SCALINGS, number>;
+
+export interface LatentLpipsConfig {
+  latentChannels: number;
+  /** Trunk width multiplier; 1 gives the released shapes. */
+  width?: number;
+  /** Applied to both inputs first. Omit when they are already scaled (the released forward's default). */
+  scaling?: LatentScaling;
+  /** Add mean |x0 - x1| over C,H,W, taken before augmentation (default true, as released). */
+  l1?: boolean;
+}
+
+/** T applied to both inputs with one draw of its parameters: (x0, x1) -> [T(x0), T(x1)]. */
+export type PairAugment = (x0: tf.Tensor4D, x1: tf.Tensor4D) => [tf.Tensor4D, tf.Tensor4D];
+
+/** Each tap divided by sqrt(sum_c x^2 + 1e-8) (elatentlpips.normalize_tensor; never zero, so no gradient guard). */
+function unitNormalise(x: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => tf.mul(x, tf.rsqrt(tf.add(tf.sum(tf.square(x), 3, true), 1e-8))));
+}
+
+/** LatentLPIPS. Heads start as all ones (uncalibrated) until a state dict is loaded. */
+export class LatentLpips extends Module {
+  net: LatentVgg16Bn;
+  heads: LpipsHeads;
+  readonly l1: boolean;
+  constructor(readonly config: LatentLpipsConfig, rng: Rng) {
+    super();
+    this.net = new LatentVgg16Bn(config.latentChannels, rng, { width: config.width });
+    this.heads = new LpipsHeads(this.net.tapChannels);
+    this.l1 = config.l1 ?? true;
+  }
+  /** Keys `net.slice{k}.{i}.*`, `lin{k}.model.1.weight`, as released. */
+  override children(): Array<[string, Module | tf.Variable]> {
+    return [["net", this.net], ...this.heads.children()];
+  }
+
+  /** Load a released checkpoint's state dict (or one of ours); the `lins.{k}` alias of the heads is dropped. */
+  loadReleased(tensors: Record<string, HostTensor>, source: string): void {
+    this.loadStateDict(tensors, { source, rename: (k) => (k.startsWith("lins.") ? undefined : k) });
+  }
+
+  /** loadReleased from a torch.save file, e.g. elatentlpips' `sd15_latest_vgg16_tuned.pth`. */
+  loadReleasedFile(path: string): void {
+    this.loadReleased(readTorchCheckpoint(path), path);
+  }
+
+  /** Our state dict plus the `lins.{k}` aliases, so the official ELatentLPIPS loads it with strict=True. */
+  async releasedStateDict(): Promise<Record<string, HostTensor>> {
+    const sd = await this.stateDict();
+    this.heads.lins.forEach((_, k) => (sd[`lins.${k}.model.1.weight`] = sd[`lin${k}.model.1.weight`]));
+    return sd;
+  }
+
+  /**
+   * Per-sample distance [N] between NHWC latents. With `augment`, this is one draw of E-LatentLPIPS:
+   *   d(T(x0), T(x1)) + mean|x0 - x1|   (the L1 term sees the unaugmented latents, as released).
+   */
+  distance(x0: tf.Tensor4D, x1: tf.Tensor4D, augment?: PairAugment): tf.Tensor1D {
+    const c = this.config.latentChannels;
+    if (x0.shape.join() !== x1.shape.join() || x0.shape[3] !== c) {
+      throw new Error(`LatentLpips: inputs must be two NHWC batches of one shape with ${c} channels, got [${x0.shape}] and [${x1.shape}]`);
+    }
+    return tf.tidy(() => {
+      let a = x0;
+      let b = x1;
+      const s = this.config.scaling;
+      if (s) {
+        // z' = (z - shift) * scale
+        a = tf.mul(tf.sub(a, s.shift), s.scale);
+        b = tf.mul(tf.sub(b, s.shift), s.scale);
+      }
+      const l1 = this.l1 ? tf.mean(tf.abs(tf.sub(a, b)), [1, 2, 3]) : undefined;
+      if (augment) [a, b] = augment(a, b);
+      const f0 = this.net.taps(a).map(unitNormalise);
+      const f1 = this.net.taps(b).map(unitNormalise);
+      const d = headDistance(f0, f1, this.heads);
+      return l1 ? tf.add(d, l1) : d;
+    });
+  }
+}
+
+/**
+ * E-LatentLPIPS: LatentLPIPS after a random augmentation drawn once per call and applied identically to both inputs
+ * (e.g. `(a, b) => augmentPair(a, b, { ops: "bg" }, rng)` from lib/perceptual/augment.ts); the expectation over T
+ * is taken across training steps.
+ */
+export class ELatentLpips {
+  constructor(readonly metric: LatentLpips, readonly augment: PairAugment) {}
+  distance(x0: tf.Tensor4D, x1: tf.Tensor4D): tf.Tensor1D {
+    return this.metric.distance(x0, x1, this.augment);
+  }
+}

@@ -1,0 +1,26 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { formatEngine, initEngine } from "../lib/backend/engine";
+
+test("an unknown D2G_BACKEND is a clear error listing the engines", async () => {
+  process.env.D2G_BACKEND = "bogus";
+  try {
+    await assert.rejects(initEngine({ quiet: true }), /D2G_BACKEND="bogus".*tfjs-node-gpu, tfjs-node, wasm, cpu/);
+  } finally {
+    delete process.env.D2G_BACKEND;
+  }
+  await assert.rejects(initEngine({ backend: "gpu", quiet: true }), /"gpu" is not an engine/);
+});
+
+test("initEngine starts wasm once and reports it", async () => {
+  const info = await initEngine({ backend: "wasm", quiet: true });
+  assert.equal(info.engine, "wasm");
+  assert.equal(tf.getBackend(), "wasm");
+  assert.equal(info.version, tf.version_core);
+  assert.ok(info.threads >= 1);
+  assert.deepEqual(await initEngine({ quiet: true }), info);
+  await assert.rejects(initEngine({ backend: "cpu", quiet: true }), /already started as wasm/);
+  assert.match(formatEngine(info), /^engine: wasm \(tfjs \d+\.\d+\.\d+, \d+ threads?, (no )?SIMD\)$/);
+  assert.equal(formatEngine({ engine: "tfjs-node-gpu", version: "4.22.0", threads: 16, gpu: "NVIDIA H100" }), "engine: tfjs-node-gpu (tfjs 4.22.0, 16 threads, GPU NVIDIA H100)");
+});

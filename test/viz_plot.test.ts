@@ -1,0 +1,56 @@
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import sharp from "sharp";
+import { closeFigures, lineFigure, saveFigure } from "../lib/viz/plot";
+
+// Needs Debian's chromium (npm run setup); without it these tests fail with that instruction, they never skip.
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "d2g-plot-"));
+after(async () => {
+  await closeFigures();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+test("a missing Chromium is an error that says to run npm run setup", async () => {
+  process.env.D2G_CHROMIUM = path.join(dir, "no-such-chromium");
+  try {
+    await assert.rejects(saveFigure("never", lineFigure("t", [{ name: "a", y: [1, 2] }], { x: "x", y: "y" }), { dir }), /npm run setup/);
+  } finally {
+    delete process.env.D2G_CHROMIUM;
+  }
+  assert.equal(fs.existsSync(path.join(dir, "never.png")), false);
+});
+
+test("a figure is written as a PNG of the requested size and as an SVG", async () => {
+  const fig = lineFigure("loss", [{ name: "train", y: [2.3, 1.9, 1.2, 0.8] }, { name: "eval", x: [2, 4], y: [2.0, 1.1] }], { x: "step", y: "loss", logY: true });
+  const saved = await saveFigure("curve", fig, { dir, width: 320, height: 200, scale: 2 });
+  assert.equal(saved.png, path.join(dir, "curve.png"));
+  const png = fs.readFileSync(saved.png);
+  assert.ok(png.subarray(0, 8).equals(PNG_SIGNATURE), "PNG signature");
+  const meta = await sharp(png).metadata();
+  assert.equal(meta.width, 640);
+  assert.equal(meta.height, 400);
+  // Not a blank canvas: a rendered plot has many distinct colours.
+  const stats = await sharp(png).stats();
+  assert.ok(stats.channels[0].stdev > 5, `PNG looks blank (stdev ${stats.channels[0].stdev})`);
+  const svg = fs.readFileSync(saved.svg, "utf8");
+  assert.match(svg, /^<svg[\s>]/);
+  assert.ok(svg.includes("loss") && svg.includes("train"), "SVG carries the title and legend text");
+});
+
+test("the shared browser renders further figures, and a closed one is reopened on demand", async () => {
+  for (const k of [1, 2]) {
+    const saved = await saveFigure(`bar${k}`, { data: [{ type: "bar", x: ["a", "b"], y: [k, 2 * k] }] }, { dir, width: 100, height: 80, scale: 1 });
+    assert.equal((await sharp(saved.png).metadata()).width, 100);
+    if (k === 1) await closeFigures();
+  }
+});
+
+test("figure names cannot leave the output folder", async () => {
+  await assert.rejects(saveFigure("../escape", { data: [] }, { dir }), /no folders/);
+});
