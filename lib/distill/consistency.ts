@@ -168,7 +168,7 @@ export async function trainConsistency(run: CdRun): Promise<CdOutput> {
       teacherEvals += 2 * cfg.batch;
       // the target comes from the EMA network theta- and is a constant for the gradient
       target.copyTo(targetNet.parameters());
-      const goal = consistencyFn(targetNet, xLo, tf.tensor1d(tLo), labels, cfg.edm);
+      const goal = tf.tidy(() => consistencyFn(targetNet, xLo, tf.tensor1d(tLo), labels, cfg.edm));
       const { loss, grads } = lossAndGrads(() => {
         const pred = consistencyFn(online, xHi, tf.tensor1d(tHi), labels, cfg.edm);
         return run.distance(pred, goal);
