@@ -7,7 +7,7 @@ import { fromRoot } from "../core/paths";
 import { loadCifar10 } from "../data/cifar10";
 import { fixedNoise, loadCifarTeacher, TEACHER_TRAINING, teacherSamples, trainCifarTeacher } from "../experiments/cifar10_teacher";
 import { saveImageGrid } from "../viz/image_grid";
-import { closeFigures, saveFigure } from "../viz/plot";
+import { closeFigures, lineFigure, saveFigure } from "../viz/plot";
 
 async function main(): Promise<void> {
   const engine = await initEngine();
@@ -17,15 +17,12 @@ async function main(): Promise<void> {
   const result = await trainCifarTeacher(data, cfg);
   const log = ["step,loss,gradNorm,lr", ...result.history.map((h) => `${h.step},${h.loss},${h.gradNorm},${h.lr}`)].join("\n");
   fs.writeFileSync(fromRoot("data", "weights", "edm_cifar16_teacher.log.csv"), log + "\n");
-  await saveFigure("teacher_loss", {
-    data: [{ x: result.history.map((h) => h.step), y: result.history.map((h) => h.loss), type: "scatter", mode: "lines", name: "EDM loss" }],
-    layout: { title: `CIFAR-10 16x16 teacher (${engine.engine}), EDM loss`, xaxis: { title: "step" }, yaxis: { title: "loss", type: "log" } },
-  });
+  await saveFigure("teacher_loss", lineFigure(`CIFAR-10 16x16 teacher: EDM loss (${engine.engine})`, [{ name: "EDM loss", x: result.history.map((h) => h.step), y: result.history.map((h) => h.loss) }], { x: "step", y: "loss", logY: true }));
   const { net } = loadCifarTeacher("cpu");
   const { z, labels } = fixedNoise(8, 16);
   const { x, nfe } = teacherSamples(net, z, labels);
   await saveImageGrid("teacher_samples", x, { cols: 10 });
-  console.log(`teacher: ${cfg.steps} steps, ${result.secondsPerStep.toFixed(3)} s/step on ${engine.engine}, Heun ${nfe} evaluations per sample`);
+  console.log(`teacher: ${cfg.steps} steps (${result.history.length - result.resumedFrom} in this session, ${result.secondsPerStep.toFixed(3)} s/step on ${engine.engine}), Heun ${nfe} evaluations per sample`);
   await closeFigures();
 }
 

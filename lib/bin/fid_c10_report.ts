@@ -1,0 +1,55 @@
+// FID-C10 reference points: CIFAR-10 test set against the training set, and the stand-in teacher's samples
+// (Heun, 18 levels) against the training set. FID-C10 uses the features of the small CIFAR-10 classifier in
+// data/weights/, so it is comparable only with other FID-C10 numbers, never with Inception FID.
+//   npm run fid-c10 [-- --samples N]
+import * as tf from "@tensorflow/tfjs";
+import { initEngine } from "../backend/engine";
+import { Rng } from "../core/random";
+import { Cifar10, cifar10Floats, loadCifar10 } from "../data/cifar10";
+import { loadCifarTeacher, teacherSamples } from "../experiments/cifar10_teacher";
+import { loadC10Classifier } from "../metrics/cifar_classifier";
+import { evaluate, formatResult, ImageDataset } from "../metrics/evaluate";
+
+function dataset(d: Cifar10, split: string): ImageDataset {
+  return {
+    id: `cifar10-${split}-32px`,
+    size: d.n,
+    async *batches(b: number) {
+      for (let i = 0; i < d.n; i += b) {
+        const idx = Int32Array.from({ length: Math.min(b, d.n - i) }, (_, j) => i + j);
+        yield tf.tensor4d(cifar10Floats(d, idx), [idx.length, 32, 32, 3]);
+      }
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  await initEngine();
+  const i = process.argv.indexOf("--samples");
+  const n = i > 0 ? Number(process.argv[i + 1]) : 2000;
+  const { net, metadata } = loadC10Classifier();
+  console.log(`feature network: ${net.name} (test accuracy ${metadata.test_acc})`);
+  const [train, test] = [await loadCifar10("train"), await loadCifar10("test")];
+  console.log(`CIFAR-10 test (10,000) vs train (50,000): ${formatResult(await evaluate(dataset(test, "test"), dataset(train, "train"), { net }))}`);
+  const { net: teacher, spec } = loadCifarTeacher("cpu");
+  const rng = new Rng(2024);
+  async function* samples() {
+    for (let k = 0; k < n; k += 100) {
+      const m = Math.min(100, n - k);
+      const z = tf.randomNormal([m, spec.resolution, spec.resolution, 3], 0, 1, "float32", rng.seed()) as tf.Tensor4D;
+      const c = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from({ length: m }, (_, j) => (k + j) % 10), "int32"), 10).toFloat() as tf.Tensor2D);
+      const { x } = teacherSamples(teacher, z, c);
+      tf.dispose([z, c]);
+      const clipped = tf.clipByValue(x, -1, 1) as tf.Tensor4D;
+      x.dispose();
+      yield clipped;
+    }
+  }
+  const r = await evaluate({ stream: samples(), count: n }, dataset(train, "train"), { net });
+  console.log(`teacher ${spec.weights.split("/").pop()} (Heun, 35 evaluations), ${n} samples vs train: ${formatResult(r)}`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
