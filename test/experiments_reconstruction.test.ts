@@ -1,0 +1,99 @@
+import { before, test } from "node:test";
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { initEngine } from "../lib/backend/engine";
+import { Rng } from "../lib/core/random";
+import { LatentLpips } from "../lib/perceptual/latent_lpips";
+import { Lpips } from "../lib/perceptual/lpips";
+import { STANDIN_WIDTH } from "../lib/perceptual/standins";
+import { taef2Codec } from "../lib/nn/latent_codec";
+import { variantLoss } from "../lib/experiments/augmentation_ablation";
+import {
+  disposeTarget,
+  LOSS_KINDS,
+  loadTarget,
+  optimiseLatent,
+  OptimiseContext,
+  PerceptualNets,
+  reconstructionConfig,
+  run,
+} from "../lib/experiments/reconstruction";
+
+// The experiment's mechanics, not the stand-ins' quality: the nets have the stand-ins' architecture with random
+// weights, so the test needs neither trained weights nor minutes. Data (TAEF2, the photograph) comes from the
+// mirror, D2G_DATA_MIRROR.
+
+before(async () => {
+  await initEngine({ quiet: true });
+});
+
+function randomNets(l1 = false): PerceptualNets {
+  return {
+    lpips: new Lpips(new Rng(0), { width: STANDIN_WIDTH }),
+    lpipsTrunk: "random VGG16",
+    latent: new LatentLpips({ latentChannels: 32, width: STANDIN_WIDTH, l1 }, new Rng(1)),
+    latentTrunk: "random latent VGG16-BN",
+  };
+}
+
+function disposeNets(n: PerceptualNets): void {
+  n.lpips.dispose();
+  n.latent.dispose();
+}
+
+test("run() at smoke scale: finite curves for every loss, no tensors left behind", async () => {
+  const config = reconstructionConfig("smoke");
+  assert.deepEqual(new Set(config.losses.map((l) => l.kind)), new Set(LOSS_KINDS), "the smoke config covers every loss kind");
+  const nets = randomNets(config.l1);
+  // Loading TAEF2 leaves tensors behind (Module.loadStateDict does not dispose what it assigns); run() loads it once,
+  // so it may leave exactly that many and nothing else.
+  let before = tf.memory().numTensors;
+  (await taef2Codec()).dispose();
+  const codecLeak = tf.memory().numTensors - before;
+  before = tf.memory().numTensors;
+  const r = await run(config, nets);
+  assert.equal(tf.memory().numTensors - before, codecLeak, "run() disposes everything it made");
+  assert.equal(r.runs.length, config.losses.length);
+  const finite = (xs: number[], what: string) => xs.forEach((v, i) => assert.ok(Number.isFinite(v), `${what}[${i}] = ${v}`));
+  for (const x of r.runs) {
+    const name = x.spec.label;
+    assert.equal(x.losses.length, config.steps, `${name}: one loss per step`);
+    finite(x.losses, `${name} loss`);
+    finite(x.psnr, `${name} PSNR`);
+    finite(x.latentLpips, `${name} LatentLPIPS`);
+    assert.deepEqual(x.evalSteps, [0, 3, 6], `${name}: evaluated at the start, every evalEvery steps and at the end`);
+    assert.ok(Number.isFinite(x.finalLpips) && x.msPerStep > 0, name);
+    assert.deepEqual(x.decoded.shape, [1, config.size, config.size, 3]);
+    // the first evaluation is the shared starting noise, so every run begins at the same PSNR
+    assert.equal(x.psnr[0], r.runs[0].psnr[0], `${name} starts from the same noise latent`);
+    assert.equal(x.draws.length, x.spec.kind === "e-latent-lpips" ? config.steps : 0, `${name}: one augmentation draw per step`);
+  }
+  disposeNets(nets);
+});
+
+test("E-LatentLPIPS draws a different augmentation every step, the same sequence on a rerun; tensors stay flat", async () => {
+  const config = { ...reconstructionConfig("smoke"), steps: 4, evalEvery: 4 };
+  const codec = await taef2Codec();
+  const nets = randomNets();
+  const target = await loadTarget(config.image, config.size, codec);
+  const ctx: OptimiseContext = { codec, nets, target, ...config };
+  const spec = variantLoss("bgc", ["bgc"]);
+  const a = await optimiseLatent(ctx, spec);
+  const b = await optimiseLatent(ctx, spec);
+
+  for (let s = 1; s < a.draws.length; s++) {
+    assert.notDeepEqual(a.draws[s], a.draws[s - 1], `step ${s + 1} drew the same augmentation as step ${s}`);
+  }
+  assert.deepEqual(b.draws, a.draws, "same seed, same draws");
+  assert.deepEqual(b.losses, a.losses, "same seed, same loss curve");
+  assert.ok(a.draws.every((d) => d.rotate90 && d.scale && d.brightness && !d.cutout), "bgc draws blit, geometric and colour ops, no cutout");
+
+  // one step's tensors are all released: the live count after every step is the same
+  assert.ok(a.tensors.every((n) => n === a.tensors[0]), `live tensors per step: ${a.tensors.join(", ")}`);
+  const other = await optimiseLatent({ ...ctx, seed: ctx.seed + 7 }, spec);
+  assert.notDeepEqual(other.draws[0], a.draws[0], "another seed draws other augmentations");
+
+  disposeTarget(target);
+  codec.dispose();
+  disposeNets(nets);
+});
