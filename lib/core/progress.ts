@@ -60,7 +60,7 @@ export class Progress {
   private last = 0;
   step = 0;
   metrics: Record<string, number> = {};
-  constructor(readonly label: string, readonly total: number, private readonly minIntervalMs = 250) {}
+  constructor(readonly label: string, readonly total: number, private readonly minIntervalMs = 1000) {}
 
   private state(done: boolean): ProgressState {
     const elapsedS = (Date.now() - this.start) / 1000;
@@ -69,7 +69,10 @@ export class Progress {
     return { label: this.label, step: this.step, total: this.total, elapsedS, rate, etaS, metrics: { ...this.metrics }, done };
   }
 
-  /** Advance by n steps; reports are throttled so a fast loop does not spend its time drawing. */
+  /**
+   * Advance by n steps; reports are throttled (default once a second) so a fast loop does not spend its time
+   * drawing, and a notebook kernel is not flooded with display messages.
+   */
   tick(n = 1, metrics?: Record<string, number>): void {
     this.step += n;
     if (metrics) Object.assign(this.metrics, metrics);
