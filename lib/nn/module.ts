@@ -55,7 +55,11 @@ export abstract class Module {
   /** Load a PyTorch-layout state dict (any file format that yields host tensors). */
   loadStateDict(tensors: Record<string, HostTensor>, opts: MapOptions): void {
     const mapped = mapWeights(tensors, this.expectedWeights(), opts);
-    for (const [name, v] of this.namedVariables()) v.assign(tf.tensor(mapped.get(name)!, v.shape, "float32"));
+    for (const [name, v] of this.namedVariables()) {
+      const t = tf.tensor(mapped.get(name)!, v.shape, "float32");
+      v.assign(t);
+      t.dispose();
+    }
   }
 
   /** Host copies in PyTorch layout, for writing checkpoints other tools can read. */

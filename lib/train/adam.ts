@@ -21,8 +21,9 @@ export class Adam {
   readonly cfg: AdamConfig;
   constructor(readonly params: tf.Variable[], cfg: Partial<AdamConfig> = {}) {
     this.cfg = { ...ADAM_DEFAULTS, ...cfg };
-    this.m = params.map((p) => tf.variable(tf.zerosLike(p), false));
-    this.v = params.map((p) => tf.variable(tf.zerosLike(p), false));
+    // tidy frees the zero tensors the variables were made from
+    this.m = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
+    this.v = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
   }
 
   /**
