@@ -74,20 +74,20 @@ export const DEFAULT_LOSSES: LossSpec[] = [
   { kind: "e-latent-lpips", label: "E-LatentLPIPS (bgo)", augment: PAPER_NOTE_PRESET },
 ];
 
-const BASE = { image: "images/skimage/astronaut.png", lr: 1e-2, lrDecay: "none" as const, initStd: 1, seed: 0, l1: false, augment: {}, losses: DEFAULT_LOSSES, probeSigmas: [0.05, 0.1, 0.2, 0.4, 0.8, 1.6] };
+const BASE = { image: "images/skimage/astronaut.png", lr: 1e-2, lrDecay: "none" as const, initStd: 1, seed: 0, l1: false, augment: {}, losses: DEFAULT_LOSSES, probeSigmas: [0.05, 0.1, 0.2, 0.4, 0.8] };
 
 export const RECONSTRUCTION_CONFIGS: Record<Scale, ReconstructionConfig> = {
   smoke: { ...BASE, size: 64, steps: 6, evalEvery: 3 },
   // A pixel-LPIPS step (TAEF2 decode + VGG16, forward and backward at 256 px) costs ~25 latent steps on two cores:
-  // fewer of them keeps the notebook near 15 minutes.
+  // fewer of them keeps the notebook near 10 minutes.
   cpu: {
     ...BASE,
     size: 256,
-    steps: 600,
+    steps: 300,
     lr: 3e-2,
     lrDecay: "cosine",
-    evalEvery: 50,
-    losses: DEFAULT_LOSSES.map((l) => (l.kind === "lpips" ? { ...l, steps: 150 } : l)),
+    evalEvery: 25,
+    losses: DEFAULT_LOSSES.map((l) => (l.kind === "lpips" ? { ...l, steps: 80 } : l)),
   },
   // overfitting_exp.py: 512 px, 15000 Adam steps at lr 1e-2
   paper: { ...BASE, size: 512, steps: 15000, evalEvery: 250 },
