@@ -4,10 +4,10 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { fromRoot } from "../lib/core/paths";
-import { HostTensor } from "../lib/io/host_tensor";
 import { readTorchCheckpoint } from "../lib/io/pth";
 import { patchify, TaesdCodec, unpatchify } from "../lib/nn/latent_codec";
 import { TaesdConfig, TAEF2, TAESD_SD1 } from "../lib/nn/taesd";
+import { nhwc } from "./support";
 
 // The port against PyTorch: narrow TAESD nets with random weights in the official key layout, written with
 // PyTorch's outputs by test/fixtures/make_taesd_fixture.py.
@@ -20,10 +20,6 @@ const VARIANTS: Array<{ prefix: string; config: TaesdConfig }> = [
   { prefix: "sd", config: { ...TAESD_SD1, width: WIDTH } },
   { prefix: "f2", config: { ...TAEF2, width: WIDTH } },
 ];
-
-function nhwc(t: HostTensor): tf.Tensor4D {
-  return tf.tidy(() => tf.transpose(tf.tensor4d(t.data as Float32Array, t.shape as [number, number, number, number]), [0, 2, 3, 1]));
-}
 
 function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   assert.deepEqual(a.shape, b.shape);

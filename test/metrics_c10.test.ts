@@ -7,12 +7,12 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../lib/backend/engine";
 import { fromRoot } from "../lib/core/paths";
 import { cifar10Batch, loadCifar10 } from "../lib/data/cifar10";
-import { HostTensor } from "../lib/io/host_tensor";
 import { readTorchCheckpoint } from "../lib/io/pth";
 import { writeSafetensors } from "../lib/io/safetensors";
 import { C10_WEIGHTS, loadC10Classifier } from "../lib/metrics/cifar_classifier";
 import { metricLabel } from "../lib/metrics/feature_net";
 import { loadStandinLatentLpips, loadStandinLpips, STANDIN_FILES } from "../lib/perceptual/standins";
+import { nhwc } from "./support";
 
 // The committed stand-in weights (data/weights/) check themselves: they load, and the FID-C10 classifier still
 // scores what its metadata recorded on the same test images.
@@ -64,6 +64,8 @@ test("the committed stand-in trunks load into LPIPS and LatentLPIPS: d(x, x) = 0
   assert.match(pixel.trunk, /^stand-in VGG16 w1\/8 .*test acc \d+\.\d%$/);
   assert.match(latent.trunk, /^stand-in latent VGG16-BN w1\/8 .*test acc \d+\.\d%$/);
   assert.equal(pixel.heads, "all-ones heads (uncalibrated)");
+  // a stage 1 narrower than the latent would hide part of every latent from the distance
+  assert.ok(latent.latentLpips.net.tapChannels[0] >= latent.latentLpips.config.latentChannels, `stage 1 of ${latent.trunk}`);
   const cases: Array<[string, (a: tf.Tensor4D, b: tf.Tensor4D) => tf.Tensor1D, [number, number, number, number]]> = [
     ["LPIPS", (a, b) => pixel.lpips.distance(a, b), [2, 32, 32, 3]],
     ["LatentLPIPS", (a, b) => latent.latentLpips.distance(a, b), [2, 8, 8, 32]],
@@ -81,11 +83,6 @@ test("the committed stand-in trunks load into LPIPS and LatentLPIPS: d(x, x) = 0
   latent.latentLpips.dispose();
   assert.ok(fs.statSync(STANDIN_FILES.pixel).size + fs.statSync(STANDIN_FILES.latent).size + fs.statSync(C10_WEIGHTS).size < 10e6);
 });
-
-/** NCHW host tensor -> NHWC tf tensor. */
-function nhwc(t: HostTensor): tf.Tensor4D {
-  return tf.tidy(() => tf.transpose(tf.tensor4d(t.data as Float32Array, t.shape as [number, number, number, number]), [0, 2, 3, 1]));
-}
 
 test("given official-format paths (either trunk key layout), the loaders reproduce PyTorch's LPIPS and LatentLPIPS", () => {
   const fix = fromRoot("test", "fixtures", "lpips");

@@ -1,12 +1,16 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../lib/core/random";
 import { fromRoot } from "../lib/core/paths";
-import { HostTensor } from "../lib/io/host_tensor";
 import { readTorchCheckpoint } from "../lib/io/pth";
+import { writeSafetensors } from "../lib/io/safetensors";
+import { loadStandinLatentLpips } from "../lib/perceptual/standins";
 import { ELatentLpips, LATENT_SCALINGS, LatentLpips, LatentLpipsConfig, PairAugment } from "../lib/perceptual/latent_lpips";
+import { nhwc, assertRelClose } from "./support";
 
 before(async () => {
   await tf.setBackend("cpu");
@@ -14,18 +18,6 @@ before(async () => {
 
 const FIX = fromRoot("test", "fixtures", "lpips");
 const CKPT = path.join(FIX, "latent_lpips.pth");
-
-function nhwc(t: HostTensor): tf.Tensor4D {
-  return tf.tidy(() => tf.transpose(tf.tensor4d(t.data as Float32Array, t.shape as [number, number, number, number]), [0, 2, 3, 1]));
-}
-
-function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, what: string): void {
-  assert.equal(got.length, want.length, what);
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i]) / Math.max(Math.abs(want[i]), 1e-6);
-    assert.ok(err < rel, `${what}[${i}]: got ${got[i]}, PyTorch ${want[i]} (relative error ${err.toExponential(2)})`);
-  }
-}
 
 function fixtureMetric(extra: Partial<LatentLpipsConfig> = {}): LatentLpips {
   const m = new LatentLpips({ latentChannels: 4, width: 1 / 32, ...extra }, new Rng(0));
@@ -51,7 +43,7 @@ test("LatentLPIPS in the released key layout equals PyTorch: with and without L1
   for (const [key, cfg, aug] of cases) {
     const m = fixtureMetric(cfg);
     const d = m.distance(x0, x1, aug);
-    assertClose(d.dataSync(), ref[key].data as Float32Array, 1e-4, key);
+    assertRelClose(d.dataSync(), ref[key].data as Float32Array, 1e-4, key);
     d.dispose();
     m.dispose();
   }
@@ -66,7 +58,7 @@ test("releasedStateDict reproduces the released file's keys (with the lins alias
   for (const [k, h] of Object.entries(sd)) {
     assert.deepEqual(h.shape, file[k].shape, k);
     const want = Float32Array.from(file[k].data as ArrayLike<number | bigint>, Number);
-    assertClose(h.data as Float32Array, want, 1e-7, k);
+    assertRelClose(h.data as Float32Array, want, 1e-7, k);
   }
   m.dispose();
 });
@@ -90,7 +82,7 @@ test("LatentLPIPS and E-LatentLPIPS: d(x,x) = 0, symmetric, finite input gradien
     const state = draw.state;
     const d01 = d(x0, x1).dataSync();
     draw.state = state;
-    assertClose(d(x1, x0).dataSync(), d01, 1e-6, `${name} symmetry`);
+    assertRelClose(d(x1, x0).dataSync(), d01, 1e-6, `${name} symmetry`);
     const g = tf.grad((x: tf.Tensor) => tf.sum(d(x as tf.Tensor4D, x1)))(x0);
     const gv = g.dataSync();
     assert.ok(gv.every(Number.isFinite) && gv.some((v) => v !== 0), `${name}: gradient not finite or all zero`);
@@ -106,4 +98,23 @@ test("wrong latent channel count is an error naming the expectation", () => {
   assert.throws(() => m.distance(x, x), /4 channels/);
   x.dispose();
   m.dispose();
+});
+
+test("a stage 1 wider than the width multiplier gives (stem) is built, saved and read back by the stand-in loader", async () => {
+  // 8 latent channels into a 1/16-width trunk would be 4 channels wide at stage 1; the stem keeps it at 16
+  const m = new LatentLpips({ latentChannels: 8, width: 1 / 16, stem: 16, l1: false }, new Rng(6));
+  assert.deepEqual(m.net.tapChannels, [16, 8, 16, 32, 32]);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "d2g-stem-"));
+  const file = path.join(dir, "trunk.safetensors");
+  const sd = await m.net.stateDict();
+  writeSafetensors(file, Object.fromEntries(Object.entries(sd).map(([k, t]) => [`net.${k}`, t])));
+  const loaded = loadStandinLatentLpips({ trunk: file, l1: false });
+  assert.match(loaded.trunk, /w0\.0625, stage 1 16 wide \(8 channels\)/);
+  const [x0, x1] = [1, 2].map((seed) => tf.randomNormal([2, 8, 8, 8], 0, 1, "float32", seed) as tf.Tensor4D);
+  const [want, got] = [m.distance(x0, x1), loaded.latentLpips.distance(x0, x1)];
+  assertRelClose(got.dataSync(), want.dataSync(), 1e-6, "distance after the round trip");
+  tf.dispose([x0, x1, want, got]);
+  m.dispose();
+  loaded.latentLpips.dispose();
+  fs.rmSync(dir, { recursive: true });
 });

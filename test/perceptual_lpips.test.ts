@@ -5,9 +5,9 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../lib/core/random";
 import { fromRoot } from "../lib/core/paths";
-import { HostTensor } from "../lib/io/host_tensor";
 import { readTorchCheckpoint } from "../lib/io/pth";
 import { Lpips } from "../lib/perceptual/lpips";
+import { nhwc, assertRelClose } from "./support";
 
 // Gradient tests need the cpu backend (wasm has no Conv2DBackpropFilter); the nets here are tiny, so use it throughout.
 before(async () => {
@@ -15,19 +15,6 @@ before(async () => {
 });
 
 const FIX = fromRoot("test", "fixtures", "lpips");
-
-/** NCHW host tensor -> NHWC tf tensor. */
-function nhwc(t: HostTensor): tf.Tensor4D {
-  return tf.tidy(() => tf.transpose(tf.tensor4d(t.data as Float32Array, t.shape as [number, number, number, number]), [0, 2, 3, 1]));
-}
-
-function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, what: string): void {
-  assert.equal(got.length, want.length, what);
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i]) / Math.max(Math.abs(want[i]), 1e-6);
-    assert.ok(err < rel, `${what}[${i}]: got ${got[i]}, PyTorch ${want[i]} (relative error ${err.toExponential(2)})`);
-  }
-}
 
 function fixtureLpips(): Lpips {
   const m = new Lpips(new Rng(0), { width: 1 / 32 });
@@ -41,10 +28,10 @@ test("pixel LPIPS on the tiny torchvision VGG16 equals PyTorch (random and all-o
   const [x0, x1] = [nhwc(ref.x0), nhwc(ref.x1)];
   // heads not loaded yet: the "baseline" all-ones variant
   const base = m.distance(x0, x1);
-  assertClose(base.dataSync(), ref.dist_baseline.data as Float32Array, 1e-4, "baseline distance");
+  assertRelClose(base.dataSync(), ref.dist_baseline.data as Float32Array, 1e-4, "baseline distance");
   m.loadHeadsFile(path.join(FIX, "lpips_heads.pth"));
   const d = m.distance(x0, x1);
-  assertClose(d.dataSync(), ref.dist.data as Float32Array, 1e-4, "distance");
+  assertRelClose(d.dataSync(), ref.dist.data as Float32Array, 1e-4, "distance");
   tf.dispose([x0, x1, base, d]);
   m.dispose();
 });
@@ -62,7 +49,7 @@ test("official v0.1 vgg heads load from the legacy .pth with shapes [1,C,1,1] an
   assert.deepEqual(Object.keys(sd), [0, 1, 2, 3, 4].map((k) => `lin${k}.model.1.weight`));
   assert.deepEqual(Object.values(sd).map((h) => h.shape), [64, 128, 256, 512, 512].map((c) => [1, c, 1, 1]));
   const json = JSON.parse(fs.readFileSync(file.replace(/\.pth$/, ".json"), "utf8")).tensors as Record<string, { data: number[] }>;
-  for (const [k, h] of Object.entries(sd)) assertClose(h.data as Float32Array, json[k].data, 1e-7, k);
+  for (const [k, h] of Object.entries(sd)) assertRelClose(h.data as Float32Array, json[k].data, 1e-7, k);
   m.dispose();
 });
 
@@ -73,7 +60,7 @@ test("pixel LPIPS: d(x,x) = 0, symmetric, finite input gradients", () => {
   const x1 = tf.randomUniform([2, 16, 16, 3], -1, 1, "float32", 8) as tf.Tensor4D;
   const self = m.distance(x0, x0).dataSync();
   assert.ok(self.every((v) => v === 0), `d(x,x) = ${self}`);
-  assertClose(m.distance(x0, x1).dataSync(), m.distance(x1, x0).dataSync(), 1e-6, "d(x0,x1) vs d(x1,x0)");
+  assertRelClose(m.distance(x0, x1).dataSync(), m.distance(x1, x0).dataSync(), 1e-6, "d(x0,x1) vs d(x1,x0)");
   const g = tf.grad((x: tf.Tensor) => tf.sum(m.distance(x as tf.Tensor4D, x1)))(x0);
   const gv = g.dataSync();
   assert.ok(gv.every(Number.isFinite), "gradient has non-finite values");

@@ -79,13 +79,13 @@ test("trunk key names equal those of the PyTorch reference fixture", () => {
 test("latent trunk taps for a 64x64 latent are 64, 64, 64, 32, 16 pixels wide", () => {
   const net = new LatentVgg16Bn(4, new Rng(1), { width: 1 / 16 });
   const taps = tf.tidy(() => net.taps(tf.randomNormal([1, 64, 64, 4], 0, 1, "float32", 3) as tf.Tensor4D));
-  assert.deepEqual(taps.map((t) => t.shape), [64, 64, 64, 32, 16].map((s, l) => [1, s, s, vgg16TapChannels(1 / 16)[l]]));
+  assert.deepEqual(taps.map((t) => t.shape), [64, 64, 64, 32, 16].map((s, l) => [1, s, s, vgg16TapChannels({ width: 1 / 16 })[l]]));
   tf.dispose(taps);
   net.dispose();
 });
 
 test("width multiplier scales every stage and the classifier head stays out of the trunk's state dict", () => {
-  assert.deepEqual(vgg16TapChannels(1 / 4), [16, 32, 64, 128, 128]);
+  assert.deepEqual(vgg16TapChannels({ width: 1 / 4 }), [16, 32, 64, 128, 128]);
   const rng = new Rng(2);
   const net = new LatentVgg16Bn(4, rng, { width: 1 / 16 });
   const head = new ClassifierHead(net.tapChannels[4], 10, rng);

@@ -1,9 +1,9 @@
 // Round trip of the 24 Kodak photos through the default latent codec (TAEF2) at 256 px (centre crop, Lanczos)
 // and at full size (768x512 or 512x768): mean 8-bit PSNR and encode / decode milliseconds per image on the
-// active tfjs backend (D2G_BACKEND, default wasm).
+// engine the notebooks use (initEngine: D2G_BACKEND, D2G_WASM_THREADS).
 // Usage: node node_modules/d2g/lib/bin/codec_report.js [photos]   (default all 24)
 import * as tf from "@tensorflow/tfjs";
-import "@tensorflow/tfjs-backend-wasm";
+import { initEngine } from "../backend/engine";
 import { Progress } from "../core/progress";
 import { ensureDataAll } from "../data/fetch";
 import { loadImages } from "../data/images";
@@ -31,12 +31,12 @@ async function roundTrip(codec: LatentCodec, image: tf.Tensor4D): Promise<RoundT
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 async function main(): Promise<void> {
-  await tf.setBackend(process.env.D2G_BACKEND ?? "wasm");
+  await initEngine();
   const count = Number(process.argv[2] ?? 24);
   if (!(Number.isInteger(count) && count >= 1 && count <= 24)) throw new Error(`codec_report: photos must be 1..24, got ${process.argv[2]}`);
   const files = (await ensureDataAll(["kodak"])).slice(0, count);
   const codec = await taef2Codec();
-  console.log(`codec ${codec.name}: ${codec.channels} channels, 1/${codec.factor} resolution; backend ${tf.getBackend()}`);
+  console.log(`codec ${codec.name}: ${codec.channels} channels, 1/${codec.factor} resolution`);
   for (const size of [256, undefined]) {
     const label = size ? `${size}x${size}` : "full size";
     const load = (f: string) => loadImages(f, size ? { size, kernel: "lanczos3" } : {});

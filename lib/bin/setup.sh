@@ -2,13 +2,14 @@
 # npm run setup: what npm cannot install. Idempotent; run after `npm ci`.
 #  - Jupyter from Debian (nbclient drives the notebooks, ipykernel brings the kernel registry), run with /usr/bin/python3
 #  - Chromium from Debian (headless, renders the Plotly figures; playwright-core never downloads a browser)
-#  - the tslab kernel, registered to start this checkout's node_modules/.bin/tslab
+#  - the tslab kernel, registered to start this checkout's lib/bin/tslab-kernel (tslab with a fix, see tslab_kernel.ts)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD"
 PACKAGES=(jupyter-nbconvert python3-nbclient python3-ipykernel chromium)
 PYTHON=/usr/bin/python3
 TSLAB="$root/node_modules/.bin/tslab"
+KERNEL="$root/lib/bin/tslab-kernel"
 
 say() { echo "setup: $*"; }
 
@@ -50,12 +51,12 @@ if [ ! -x "$TSLAB" ]; then
   exit 1
 fi
 registered=$("$PYTHON" -c 'from jupyter_client.kernelspec import KernelSpecManager as K; print(K().get_kernel_spec("tslab").argv[0])' 2>/dev/null || true)
-if [ "$registered" = "$TSLAB" ]; then
-  say "tslab kernel already registered -> $TSLAB"
+if [ "$registered" = "$KERNEL" ]; then
+  say "tslab kernel already registered -> $KERNEL"
 else
   # As root this writes /usr/local/share/jupyter/kernels, otherwise the user's own kernel folder.
-  "$TSLAB" install --python="$PYTHON" --binary="$TSLAB"
-  say "registered the tslab and jslab kernels -> $TSLAB${registered:+ (was $registered)}"
+  "$TSLAB" install --python="$PYTHON" --binary="$KERNEL"
+  say "registered the tslab and jslab kernels -> $KERNEL${registered:+ (was $registered)}"
 fi
 
 say "$("$PYTHON" -c 'import nbclient, jupyter_client; print(f"nbclient {nbclient.__version__}, jupyter_client {jupyter_client.__version__}")'), $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium ?'), $("$TSLAB" --version 2>/dev/null | head -1 || true)"

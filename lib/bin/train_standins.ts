@@ -301,6 +301,8 @@ const TRAINING = {
 } satisfies Record<string, ClassifierTraining>;
 
 const LATENT_SPLIT = { train: 6000, test: 1000 };
+/** Stage 1 of the latent trunk at the official 64 channels: at 8 (64 x 1/8) it would hide 3/4 of TAEF2's 32. */
+const LATENT_STEM = 64;
 
 interface CifarSplits {
   train: Cifar10;
@@ -311,7 +313,7 @@ async function trainLatent(engine: EngineInfo, cifar: CifarSplits, steps: number
   const rng = new Rng(11);
   const train = loadLatents("train", LATENT_SPLIT.train, cifar.train.labels);
   const test = loadLatents("test", LATENT_SPLIT.test, cifar.test.labels);
-  const net = new LatentVgg16Bn(train.shape[3], rng, { width: STANDIN_WIDTH });
+  const net = new LatentVgg16Bn(train.shape[3], rng, { width: STANDIN_WIDTH, stem: LATENT_STEM });
   const head = new ClassifierHead(net.tapChannels[4], 10, rng);
   torchvisionInit([net, head], rng);
   const cfg = { ...TRAINING.latent, steps };
@@ -322,9 +324,9 @@ async function trainLatent(engine: EngineInfo, cifar: CifarSplits, steps: number
   });
   net.setTraining(false);
   const sd = { ...prefixed(await net.stateDict(), "net."), ...prefixed(await head.stateDict(), "classifier.") };
-  const description = `stand-in latent VGG16-BN w1/${1 / STANDIN_WIDTH} trained on TAEF2 latents of CIFAR-10 (${LATENT_SPLIT.train} images at 64 px), test acc ${(100 * r.testAcc).toFixed(1)}%`;
+  const description = `stand-in latent VGG16-BN w1/${1 / STANDIN_WIDTH} (stage 1 ${LATENT_STEM} wide) trained on TAEF2 latents of CIFAR-10 (${LATENT_SPLIT.train} images at 64 px), test acc ${(100 * r.testAcc).toFixed(1)}%`;
   await save(STANDIN_FILES.latent, sd, {
-    description, width: STANDIN_WIDTH, latent_channels: train.shape[3], training: cfg, data: { ...LATENT_SPLIT, subsetSeed: LATENT_DATA.seed, upsample: `bilinear 32 -> ${LATENT_DATA.imageSize} px`, latentShape: train.shape.slice(1) },
+    description, width: STANDIN_WIDTH, stem: LATENT_STEM, latent_channels: train.shape[3], training: cfg, data: { ...LATENT_SPLIT, subsetSeed: LATENT_DATA.seed, upsample: `bilinear 32 -> ${LATENT_DATA.imageSize} px`, latentShape: train.shape.slice(1) },
     steps: r.steps, seconds: r.seconds.toFixed(0), test_acc: r.testAcc.toFixed(4), test_images: LATENT_SPLIT.test, engine: formatEngine(engine).replace(/^engine: /, ""), created: new Date().toISOString(),
   }, r);
 }

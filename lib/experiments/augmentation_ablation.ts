@@ -1,13 +1,8 @@
-import * as tf from "@tensorflow/tfjs";
 import { HostTensor } from "../io/host_tensor";
-import { psnr8bit, taef2Codec } from "../nn/latent_codec";
 import { AUGMENT_PRESETS, resolveOps } from "../perceptual/augment";
 import { Figure } from "../viz/plot";
 import { Row } from "../viz/table";
 import {
-  disposeTarget,
-  loadPerceptualNets,
-  loadTarget,
   LossRun,
   LossSpec,
   optimiseLatent,
@@ -15,6 +10,9 @@ import {
   psnrFigure,
   reconstructionConfig,
   ReconstructionConfig,
+  targetReport,
+  TargetReport,
+  withTarget,
 } from "./reconstruction";
 import { byScale, currentScale, Scale } from "./scale";
 
@@ -51,47 +49,21 @@ export function variantLoss(name: string, ops: readonly string[]): LossSpec {
   return { kind: "e-latent-lpips", label: name, augment: ops };
 }
 
-export interface AblationResult {
+export interface AblationResult extends TargetReport {
   config: AblationConfig;
-  backend: string;
-  latentTrunk: string;
-  lpipsTrunk: string;
   variants: Variants;
   runs: LossRun[];
-  /** The decoded target, [1, S, S, 3]. */
-  target: HostTensor;
-  codecPsnr: number;
 }
 
 /** Every variant from the same noise latent with the same step budget. `nets` defaults to the stand-ins. */
 export async function run(variants: Variants, config: AblationConfig = ablationConfig(), nets?: PerceptualNets): Promise<AblationResult> {
   const specs = Object.entries(variants).map(([name, ops]) => variantLoss(name, ops));
   if (specs.length === 0) throw new Error("augmentation ablation: no variants given");
-  const codec = await taef2Codec();
-  const owned = nets === undefined;
-  const n = nets ?? loadPerceptualNets(config.l1, config.weights);
-  const target = await loadTarget(config.image, config.size, codec);
-  const ctx = { codec, nets: n, target, ...config };
-  const runs: LossRun[] = [];
-  for (const [k, spec] of specs.entries()) runs.push(await optimiseLatent(ctx, spec, `ablation ${k + 1}/${specs.length}: ${spec.label}`));
-  const [codecPsnr] = await psnr8bit(target.decoded, target.original);
-  const result: AblationResult = {
-    config,
-    backend: tf.getBackend(),
-    latentTrunk: n.latentTrunk,
-    lpipsTrunk: n.lpipsTrunk,
-    variants,
-    runs,
-    target: { dtype: "float32", shape: target.decoded.shape, data: (await target.decoded.data()) as Float32Array },
-    codecPsnr,
-  };
-  disposeTarget(target);
-  codec.dispose();
-  if (owned) {
-    n.lpips.dispose();
-    n.latent.dispose();
-  }
-  return result;
+  return withTarget(config, nets, async (ctx) => {
+    const runs: LossRun[] = [];
+    for (const [k, spec] of specs.entries()) runs.push(await optimiseLatent(ctx, spec, `ablation ${k + 1}/${specs.length}: ${spec.label}`));
+    return { config, ...(await targetReport(ctx)), variants, runs };
+  });
 }
 
 /** PSNR over steps; variants made of single ops are dotted, so twenty curves stay apart on a ten-colour palette. */

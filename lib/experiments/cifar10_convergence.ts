@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { fromRoot } from "../core/paths";
 import { Rng } from "../core/random";
 import { Cifar10, loadCifar10 } from "../data/cifar10";
+import { ensureDataAll } from "../data/fetch";
 import { CD_DEFAULTS, ConsistencyConfig, consistencySample, trainConsistency } from "../distill/consistency";
 import { D2G_DEFAULTS, Diffusion2GanConfig, generate, trainDiffusion2Gan } from "../distill/diffusion2gan";
 import { generatePairs, mergePairs, OdePairs, PairManifest, PairRecord } from "../distill/ode_pairs";
@@ -10,8 +11,9 @@ import { SongUNet } from "../nn/unet";
 import { regressionLoss } from "../distill/regression";
 import { loadC10FeatureNet } from "../metrics/cifar_classifier";
 import { evaluate, ImageDataset } from "../metrics/evaluate";
-import { FeatureNet } from "../metrics/feature_net";
-import { loadStandinLpips } from "../perceptual/standins";
+import { FeatureNet, metricLabel } from "../metrics/feature_net";
+import { loadFidInception } from "../metrics/inception";
+import { LoadedLpips, loadStandinLpips } from "../perceptual/standins";
 import { cifarLabelled, fixedNoise, loadCifarTeacher, teacherSamples, TeacherSpec } from "./cifar10_teacher";
 import { byScale, currentScale, Scale } from "./scale";
 import { Figure, lineFigure } from "../viz/plot";
@@ -36,7 +38,19 @@ export interface ConvergenceConfig {
   /** CIFAR-10 test images behind the reference statistics. */
   refImages: number;
   seed: number;
+  /**
+   * The paper's networks instead of the stand-ins: LPIPS on torchvision's ImageNet VGG16 with the official v0.1
+   * heads, and FID on pytorch-fid's InceptionV3 (all fetched by `npm run data`, as data/sources.json names them).
+   */
+  official: boolean;
 }
+
+/** data/sources.json names of the official networks (`official: true`). */
+export const OFFICIAL_FILES = {
+  vgg16: "weights/vgg/vgg16-397923af.pth",
+  lpipsHeads: "weights/lpips/v0.1/vgg.pth",
+  inception: "weights/inception/pt_inception-2015-12-05-6726825d.pth",
+};
 
 const d2g = (batch: number, regressionSteps: number, ganSteps: number, ckptEvery: number): Diffusion2GanConfig => ({
   ...D2G_DEFAULTS, batch, regressionSteps, ganSteps, ckptEvery, lrG: 2e-4, lrD: 2e-4,
@@ -46,10 +60,10 @@ const cd = (batch: number, steps: number, ckptEvery: number, targetEma: number, 
 });
 
 export const CONFIGS: Record<Scale, ConvergenceConfig> = {
-  smoke: { pairs: 32, pairBatch: 32, teacherLevels: 18, d2g: d2g(8, 3, 2, 1000), cd: cd(8, 4, 1000, 0.9, 0.9), lpipsSize: 16, evalEvery: 4, evalSamples: 40, refImages: 200, seed: 0 },
+  smoke: { pairs: 32, pairBatch: 32, teacherLevels: 18, d2g: d2g(8, 3, 2, 1000), cd: cd(8, 4, 1000, 0.9, 0.9), lpipsSize: 16, evalEvery: 4, evalSamples: 40, refImages: 200, seed: 0, official: false },
   // the EMA rates are lowered from the paper's 0.9999 because a few hundred steps would leave the target at its init
-  cpu: { pairs: 1024, pairBatch: 64, teacherLevels: 18, d2g: d2g(32, 300, 150, 75), cd: cd(32, 450, 75, 0.95, 0.99), lpipsSize: 32, evalEvery: 75, evalSamples: 500, refImages: 2000, seed: 0 },
-  paper: { pairs: 500_000, pairBatch: 512, teacherLevels: 18, d2g: d2g(256, 20_000, 80_000, 5000), cd: cd(512, 800_000, 5000, 0.9999, 0.9999), lpipsSize: 224, evalEvery: 5000, evalSamples: 50_000, refImages: 10_000, seed: 0 },
+  cpu: { pairs: 1024, pairBatch: 64, teacherLevels: 18, d2g: d2g(32, 300, 150, 75), cd: cd(32, 450, 75, 0.95, 0.99), lpipsSize: 32, evalEvery: 75, evalSamples: 500, refImages: 2000, seed: 0, official: false },
+  paper: { pairs: 500_000, pairBatch: 512, teacherLevels: 18, d2g: d2g(256, 20_000, 80_000, 5000), cd: cd(512, 800_000, 5000, 0.9999, 0.9999), lpipsSize: 224, evalEvery: 5000, evalSamples: 50_000, refImages: 10_000, seed: 0, official: true },
 };
 
 export interface ConvergencePoint {
@@ -132,13 +146,17 @@ export function makeCifarPairs(cfg: ConvergenceConfig, scale: Scale, teacher: So
   return { dir, manifest: mergePairs(dir, rec) };
 }
 
+async function loadOfficialNets(): Promise<{ fnet: FeatureNet; lpips: LoadedLpips }> {
+  const [vgg16, heads, inception] = await ensureDataAll([OFFICIAL_FILES.vgg16, OFFICIAL_FILES.lpipsHeads, OFFICIAL_FILES.inception]);
+  return { fnet: loadFidInception(inception), lpips: loadStandinLpips({ trunk: vgg16, heads }) };
+}
+
 export async function run(cfg: ConvergenceConfig = byScale(CONFIGS), scale: Scale = currentScale()): Promise<ConvergenceResult> {
+  const { fnet, lpips } = cfg.official ? await loadOfficialNets() : { fnet: loadC10FeatureNet(), lpips: loadStandinLpips() };
   const { net: teacher, spec } = loadCifarTeacher(scale);
   const res = spec.resolution;
   const [train, test] = [await loadCifar10("train"), await loadCifar10("test")];
   const ref = cifarReference(test, res as 16 | 32, cfg.refImages);
-  const fnet = loadC10FeatureNet();
-  const lpips = loadStandinLpips();
   const t0 = Date.now();
 
   // 1. ODE pairs from the teacher (resumable, in runs/; `npm run pairs` makes them in shards across processes)
@@ -183,7 +201,7 @@ export async function run(cfg: ConvergenceConfig = byScale(CONFIGS), scale: Scal
   };
   tf.dispose([z, labels]);
   return {
-    scale, metric: `FID-${fnet.label}`, teacherFid, teacherNfe, points, pairTeacherEvals: manifest.teacherEvals, samples,
+    scale, metric: metricLabel("FID", fnet), teacherFid, teacherNfe, points, pairTeacherEvals: manifest.teacherEvals, samples,
     lpipsTrunk: lpips.trunk, featureNet: fnet.name, seconds: { pairs: tPairs, d2g: tD2g, cd: tCd },
   };
 }

@@ -323,17 +323,22 @@ export async function optimiseLatent(ctx: OptimiseContext, spec: LossSpec, progr
   return run;
 }
 
-export interface ReconstructionResult {
-  config: ReconstructionConfig;
+/** What every result on one photograph reports besides its runs: engine, trunks, target, codec ceiling. */
+export interface TargetReport {
   backend: string;
-  codec: string;
   lpipsTrunk: string;
   latentTrunk: string;
-  /** The photograph at config.size, and its latent decoded (the reconstruction target), [1, S, S, 3]. */
-  original: HostTensor;
+  /** The photograph's latent decoded (the reconstruction target), [1, S, S, 3]. */
   target: HostTensor;
   /** PSNR of the decoded target against the photograph: the ceiling any latent can reach through this codec. */
   codecPsnr: number;
+}
+
+export interface ReconstructionResult extends TargetReport {
+  config: ReconstructionConfig;
+  codec: string;
+  /** The photograph at config.size, [1, S, S, 3]. */
+  original: HostTensor;
   runs: LossRun[];
   /** The yardstick: noisy copies of the target latent (config.probeSigmas). */
   probes: NoiseProbe[];
@@ -343,36 +348,46 @@ async function host(t: tf.Tensor4D): Promise<HostTensor> {
   return { dtype: "float32", shape: t.shape, data: (await t.data()) as Float32Array };
 }
 
+/**
+ * Opens what every optimisation of one photograph shares (codec, perceptual nets, target), runs `body`, and frees
+ * what it opened, even when `body` throws. `nets` defaults to the stand-ins, which are then freed too.
+ */
+export async function withTarget<T>(
+  config: Omit<ReconstructionConfig, "losses">,
+  nets: PerceptualNets | undefined,
+  body: (ctx: OptimiseContext) => Promise<T>,
+): Promise<T> {
+  const codec = await taef2Codec();
+  const n = nets ?? loadPerceptualNets(config.l1, config.weights);
+  try {
+    const target = await loadTarget(config.image, config.size, codec);
+    try {
+      return await body({ codec, nets: n, target, ...config });
+    } finally {
+      disposeTarget(target);
+    }
+  } finally {
+    codec.dispose();
+    if (nets === undefined) {
+      n.lpips.dispose();
+      n.latent.dispose();
+    }
+  }
+}
+
+export async function targetReport(ctx: OptimiseContext): Promise<TargetReport> {
+  const [codecPsnr] = await psnr8bit(ctx.target.decoded, ctx.target.original);
+  return { backend: tf.getBackend(), lpipsTrunk: ctx.nets.lpipsTrunk, latentTrunk: ctx.nets.latentTrunk, target: await host(ctx.target.decoded), codecPsnr };
+}
+
 /** Every loss of the config in turn, from the same noise latent. `nets` defaults to the stand-ins. */
 export async function run(config: ReconstructionConfig = reconstructionConfig(), nets?: PerceptualNets): Promise<ReconstructionResult> {
-  const codec = await taef2Codec();
-  const owned = nets === undefined;
-  const n = nets ?? loadPerceptualNets(config.l1, config.weights);
-  const target = await loadTarget(config.image, config.size, codec);
-  const ctx: OptimiseContext = { codec, nets: n, target, ...config };
-  const runs: LossRun[] = [];
-  for (const spec of config.losses) runs.push(await optimiseLatent(ctx, spec));
-  const probes = await noiseProbes(ctx, config.probeSigmas);
-  const [codecPsnr] = await psnr8bit(target.decoded, target.original);
-  const result: ReconstructionResult = {
-    config,
-    backend: tf.getBackend(),
-    codec: codec.name,
-    lpipsTrunk: n.lpipsTrunk,
-    latentTrunk: n.latentTrunk,
-    original: await host(target.original),
-    target: await host(target.decoded),
-    codecPsnr,
-    runs,
-    probes,
-  };
-  disposeTarget(target);
-  codec.dispose();
-  if (owned) {
-    n.lpips.dispose();
-    n.latent.dispose();
-  }
-  return result;
+  return withTarget(config, nets, async (ctx) => {
+    const runs: LossRun[] = [];
+    for (const spec of config.losses) runs.push(await optimiseLatent(ctx, spec));
+    const probes = await noiseProbes(ctx, config.probeSigmas);
+    return { config, codec: ctx.codec.name, original: await host(ctx.target.original), ...(await targetReport(ctx)), runs, probes };
+  });
 }
 
 // ---- presentation ----

@@ -17,6 +17,12 @@ const VGG16_STAGES = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [5
 export interface VggOptions {
   /** Channel multiplier; 1 gives the official shapes. Every layer keeps at least one channel. */
   width?: number;
+  /**
+   * Channels of stage 1, instead of 64 x width. A narrow trunk on many latent channels needs it: at width 1/8 the
+   * first conv would map TAEF2's 32 channels to 8, and a distance built on the taps could not see the 3/4 of the
+   * latent that falls in that conv's null space (the official trunks widen 4 or 16 latent channels to 64).
+   */
+  stem?: number;
 }
 
 function widthOf(channels: number, width: number): number {
@@ -24,9 +30,15 @@ function widthOf(channels: number, width: number): number {
   return Math.max(1, Math.round(channels * width));
 }
 
-/** Channels of the five taps (the last conv of each stage) at a width multiplier: 64,128,256,512,512 at width 1. */
-export function vgg16TapChannels(width = 1): number[] {
-  return VGG16_STAGES.map((s) => widthOf(s[s.length - 1], width));
+/** Output channels of every conv, stage by stage, at a width multiplier and stem. */
+function vgg16Stages(opts: VggOptions): number[][] {
+  const width = opts.width ?? 1;
+  return VGG16_STAGES.map((stage, k) => stage.map((c) => (k === 0 && opts.stem !== undefined ? widthOf(opts.stem, 1) : widthOf(c, width))));
+}
+
+/** Channels of the five taps (the last conv of each stage): 64,128,256,512,512 at width 1. */
+export function vgg16TapChannels(opts: VggOptions = {}): number[] {
+  return vgg16Stages(opts).map((s) => s[s.length - 1]);
 }
 
 /** torchvision VGG16 `features`, NHWC. */
@@ -37,12 +49,10 @@ export class Vgg16 extends Layer {
   readonly tapChannels: number[];
   constructor(rng: Rng, opts: VggOptions & { inChannels?: number } = {}) {
     super();
-    const width = opts.width ?? 1;
     const layers: Layer[] = [];
     let c = opts.inChannels ?? 3;
-    for (const stage of VGG16_STAGES) {
-      for (const outC of stage) {
-        const o = widthOf(outC, width);
+    for (const stage of vgg16Stages(opts)) {
+      for (const o of stage) {
         layers.push(new Conv2d(c, o, 3, rng, { padding: 1 }), new ReLU());
         c = o;
       }
@@ -50,7 +60,7 @@ export class Vgg16 extends Layer {
       layers.push(new MaxPool2d(2));
     }
     this.features = new Sequential(layers);
-    this.tapChannels = vgg16TapChannels(width);
+    this.tapChannels = vgg16TapChannels(opts);
   }
 
   /** The five LPIPS taps; the last pool is not needed for them and is skipped. */
@@ -100,14 +110,12 @@ export class LatentVgg16Bn extends Layer {
   readonly tapChannels: number[];
   constructor(readonly latentChannels: number, rng: Rng, opts: VggOptions = {}) {
     super();
-    const width = opts.width ?? 1;
     const slices: Slice[] = [];
     let index = 0;
     let c = latentChannels;
-    VGG16_STAGES.forEach((stage, s) => {
+    vgg16Stages(opts).forEach((stage, s) => {
       const entries: Array<[number, Layer]> = [];
-      for (const outC of stage) {
-        const o = widthOf(outC, width);
+      for (const o of stage) {
         entries.push([index, new Conv2d(c, o, 3, rng, { padding: 1 })], [index + 1, new BatchNorm2d(o)], [index + 2, new ReLU()]);
         index += 3;
         c = o;
@@ -117,7 +125,7 @@ export class LatentVgg16Bn extends Layer {
       slices.push(new Slice(entries));
     });
     [this.slice1, this.slice2, this.slice3, this.slice4, this.slice5] = slices;
-    this.tapChannels = vgg16TapChannels(width);
+    this.tapChannels = vgg16TapChannels(opts);
   }
 
   private slices(): Slice[] {

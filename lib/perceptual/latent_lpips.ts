@@ -36,6 +36,8 @@ export interface LatentLpipsConfig {
   latentChannels: number;
   /** Trunk width multiplier; 1 gives the released shapes. */
   width?: number;
+  /** Channels of the trunk's stage 1 (lib/nn/vgg.ts VggOptions.stem); default 64 x width. */
+  stem?: number;
   /** Applied to both inputs first. Omit when they are already scaled (the released forward's default). */
   scaling?: LatentScaling;
   /** Add mean |x0 - x1| over C,H,W, taken before augmentation (default true, as released). */
@@ -57,7 +59,7 @@ export class LatentLpips extends Module {
   readonly l1: boolean;
   constructor(readonly config: LatentLpipsConfig, rng: Rng) {
     super();
-    this.net = new LatentVgg16Bn(config.latentChannels, rng, { width: config.width });
+    this.net = new LatentVgg16Bn(config.latentChannels, rng, { width: config.width, stem: config.stem });
     this.heads = new LpipsHeads(this.net.tapChannels);
     this.l1 = config.l1 ?? true;
   }

@@ -58,10 +58,11 @@ function readWeights(file: string): { tensors: Record<string, HostTensor>; metad
   return file.endsWith(".safetensors") ? readSafetensors(file) : { tensors: readTorchCheckpoint(file), metadata: {} };
 }
 
-/** The first conv of a VGG16 state dict, found by whichever key layout the file uses. */
-function firstConv(tensors: Record<string, HostTensor>, file: string): { outC: number; inC: number } {
-  const key = Object.keys(tensors).find((k) => /^(module\.)?(features|net\.slice1)\.0\.weight$/.test(k));
-  if (!key) throw new Error(`${file}: no first conv ('features.0.weight' or 'net.slice1.0.weight'); not a VGG16 trunk`);
+/** Shape of conv `index` of a VGG16 state dict (in `slice`, for the released layout), by either key layout. */
+function convShape(tensors: Record<string, HostTensor>, file: string, index: number, slice: number): { outC: number; inC: number } {
+  const pattern = new RegExp(`^(module\\.)?(features|net\\.slice${slice})\\.${index}\\.weight$`);
+  const key = Object.keys(tensors).find((k) => pattern.test(k));
+  if (!key) throw new Error(`${file}: no conv 'features.${index}.weight' or 'net.slice${slice}.${index}.weight'; not a VGG16 trunk`);
   const [outC, inC] = tensors[key].shape;
   return { outC, inC };
 }
@@ -74,7 +75,7 @@ function headsDescription(file?: string): string {
 export function loadStandinLpips(paths: WeightPaths = {}): LoadedLpips {
   const file = paths.trunk ?? STANDIN_FILES.pixel;
   const { tensors, metadata } = readWeights(file);
-  const width = firstConv(tensors, file).outC / 64;
+  const width = convShape(tensors, file, 0, 1).outC / 64;
   const metric = new Lpips(new Rng(0), { width });
   metric.loadTrunk(tensors, file);
   if (paths.heads) metric.loadHeads(readWeights(paths.heads).tensors, paths.heads);
@@ -97,9 +98,10 @@ export interface LatentWeightPaths extends WeightPaths {
 export function loadStandinLatentLpips(paths: LatentWeightPaths = {}): LoadedLatentLpips {
   const file = paths.trunk ?? STANDIN_FILES.latent;
   const { tensors, metadata } = readWeights(file);
-  const { outC, inC } = firstConv(tensors, file);
-  const width = outC / 64;
-  const metric = new LatentLpips({ latentChannels: inC, width, scaling: paths.scaling, l1: paths.l1 }, new Rng(0));
+  const { outC: stem, inC } = convShape(tensors, file, 0, 1);
+  // stage 2's first conv (index 7 of vgg16_bn) gives the width; stage 1 may be wider (VggOptions.stem)
+  const width = convShape(tensors, file, 7, 2).outC / 128;
+  const metric = new LatentLpips({ latentChannels: inC, width, stem, scaling: paths.scaling, l1: paths.l1 }, new Rng(0));
   const sliceOf = new Map<number, number>();
   for (const [name, s] of metric.net.children()) if (s instanceof Slice) for (const [i] of s.entries) sliceOf.set(i, Number(name.slice(5)));
   metric.net.loadStateDict(tensors, {
@@ -115,6 +117,7 @@ export function loadStandinLatentLpips(paths: LatentWeightPaths = {}): LoadedLat
   if (paths.heads) {
     metric.heads.loadStateDict(readWeights(paths.heads).tensors, { source: paths.heads, rename: (k) => (/^lin\d+\./.test(k) ? k : undefined) });
   }
-  const trunk = metadata.description ?? `latent VGG16-BN${width === 1 ? "" : ` w${width}`} (${inC} channels) from ${path.basename(file)}`;
+  const shape = `${width === 1 ? "" : ` w${width}`}${stem === Math.round(64 * width) ? "" : `, stage 1 ${stem} wide`}`;
+  const trunk = metadata.description ?? `latent VGG16-BN${shape} (${inC} channels) from ${path.basename(file)}`;
   return { latentLpips: metric, trunk, heads: headsDescription(paths.heads) };
 }
