@@ -34,7 +34,7 @@ function withoutLosses(c: ReconstructionConfig): AblationConfig {
 export const ABLATION_CONFIGS: Record<Scale, AblationConfig> = {
   smoke: { ...withoutLosses(reconstructionConfig("smoke")), steps: 3 },
   // 20 variants: the notebook takes about 20 x steps x (notebook 01's E-LatentLPIPS ms/step at this size)
-  cpu: { ...withoutLosses(reconstructionConfig("cpu")), size: 128 },
+  cpu: { ...withoutLosses(reconstructionConfig("cpu")), size: 128, steps: 1000 },
   paper: withoutLosses(reconstructionConfig("paper")),
 };
 

@@ -78,15 +78,16 @@ const BASE = { image: "images/skimage/astronaut.png", lr: 1e-2, lrDecay: "none" 
 
 export const RECONSTRUCTION_CONFIGS: Record<Scale, ReconstructionConfig> = {
   smoke: { ...BASE, size: 64, steps: 6, evalEvery: 3 },
-  // A pixel-LPIPS step (TAEF2 decode + VGG16, forward and backward at 256 px) costs ~25 latent steps on two cores:
-  // fewer of them keeps the notebook near 10 minutes.
+  // E-LatentLPIPS needs steps: at 128 px, 300 steps left it at 10.4 dB (LatentLPIPS 9.9), 2,000 at 20.2 dB
+  // (LatentLPIPS 12.3). A pixel-LPIPS step (TAEF2 decode + VGG16, forward and backward at 256 px) costs ~15 latent
+  // steps on two cores: 80 of them keep the notebook near 20 minutes.
   cpu: {
     ...BASE,
     size: 256,
-    steps: 300,
+    steps: 1500,
     lr: 3e-2,
     lrDecay: "cosine",
-    evalEvery: 25,
+    evalEvery: 100,
     losses: DEFAULT_LOSSES.map((l) => (l.kind === "lpips" ? { ...l, steps: 80 } : l)),
   },
   // overfitting_exp.py: 512 px, 15000 Adam steps at lr 1e-2
