@@ -6,7 +6,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../backend/engine";
 import { Rng } from "../core/random";
 import { Cifar10, cifar10Floats, loadCifar10 } from "../data/cifar10";
-import { loadCifarTeacher, teacherSamples } from "../experiments/cifar10_teacher";
+import { classCycledSamples, loadCifarTeacher, teacherSamples } from "../experiments/cifar10_teacher";
 import { loadC10Classifier } from "../metrics/cifar_classifier";
 import { evaluate, formatResult, ImageDataset } from "../metrics/evaluate";
 
@@ -32,20 +32,8 @@ async function main(): Promise<void> {
   const [train, test] = [await loadCifar10("train"), await loadCifar10("test")];
   console.log(`CIFAR-10 test (10,000) vs train (50,000): ${formatResult(await evaluate(dataset(test, "test"), dataset(train, "train"), { net }))}`);
   const { net: teacher, spec } = loadCifarTeacher("cpu");
-  const rng = new Rng(2024);
-  async function* samples() {
-    for (let k = 0; k < n; k += 100) {
-      const m = Math.min(100, n - k);
-      const z = tf.randomNormal([m, spec.resolution, spec.resolution, 3], 0, 1, "float32", rng.seed()) as tf.Tensor4D;
-      const c = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from({ length: m }, (_, j) => (k + j) % 10), "int32"), 10).toFloat() as tf.Tensor2D);
-      const { x } = teacherSamples(teacher, z, c);
-      tf.dispose([z, c]);
-      const clipped = tf.clipByValue(x, -1, 1) as tf.Tensor4D;
-      x.dispose();
-      yield clipped;
-    }
-  }
-  const r = await evaluate({ stream: samples(), count: n }, dataset(train, "train"), { net });
+  const samples = classCycledSamples((z, c) => teacherSamples(teacher, z, c).x, n, spec.resolution, new Rng(2024), 100);
+  const r = await evaluate({ stream: samples, count: n }, dataset(train, "train"), { net });
   console.log(`teacher ${spec.weights.split("/").pop()} (Heun, 35 evaluations), ${n} samples vs train: ${formatResult(r)}`);
 }
 

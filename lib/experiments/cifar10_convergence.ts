@@ -14,7 +14,7 @@ import { evaluate, ImageDataset } from "../metrics/evaluate";
 import { FeatureNet, metricLabel } from "../metrics/feature_net";
 import { loadFidInception } from "../metrics/inception";
 import { LoadedLpips, loadStandinLpips } from "../perceptual/standins";
-import { cifarLabelled, fixedNoise, loadCifarTeacher, teacherSamples, TeacherSpec } from "./cifar10_teacher";
+import { cifarLabelled, classCycledSamples, fixedNoise, loadCifarTeacher, teacherSamples, TeacherSpec } from "./cifar10_teacher";
 import { byScale, currentScale, Scale } from "./scale";
 import { Figure, lineFigure } from "../viz/plot";
 import { Row } from "../viz/table";
@@ -106,18 +106,7 @@ function cifarReference(test: Cifar10, size: 16 | 32, n: number): ImageDataset {
 
 /** FID of a sampler against the reference, on fixed noise and uniformly cycling class labels. */
 async function fidOf(sample: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D, n: number, res: number, ref: ImageDataset, net: FeatureNet): Promise<number> {
-  const rng = new Rng(999);
-  async function* stream() {
-    for (let i = 0; i < n; i += 50) {
-      const m = Math.min(50, n - i);
-      const z = tf.randomNormal([m, res, res, 3], 0, 1, "float32", rng.seed()) as tf.Tensor4D;
-      const c = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from({ length: m }, (_, j) => (i + j) % 10), "int32"), 10).toFloat() as tf.Tensor2D);
-      const x = tf.tidy(() => tf.clipByValue(sample(z, c), -1, 1) as tf.Tensor4D);
-      tf.dispose([z, c]);
-      yield x;
-    }
-  }
-  const r = await evaluate({ stream: stream(), count: n }, ref, { net, batchSize: 100 });
+  const r = await evaluate({ stream: classCycledSamples(sample, n, res, new Rng(999), 50), count: n }, ref, { net, batchSize: 100 });
   return r.fid.value;
 }
 

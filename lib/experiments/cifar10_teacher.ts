@@ -61,6 +61,23 @@ export function cifarLabelled(data: Cifar10, size: 16 | 32): LabelledData {
   };
 }
 
+/**
+ * `n` samples of a class-conditional sampler, clipped to [-1, 1], in batches: fresh N(0, I) noise from `rng` per
+ * batch and classes cycling 0..9, so every class is equally represented (the FID sources of the CIFAR-10 runs).
+ */
+export async function* classCycledSamples(
+  sample: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D, n: number, res: number, rng: Rng, batch: number,
+): AsyncGenerator<tf.Tensor4D> {
+  for (let i = 0; i < n; i += batch) {
+    const m = Math.min(batch, n - i);
+    const z = tf.randomNormal([m, res, res, 3], 0, 1, "float32", rng.seed()) as tf.Tensor4D;
+    const c = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from({ length: m }, (_, j) => (i + j) % 10), "int32"), 10).toFloat() as tf.Tensor2D);
+    const x = tf.tidy(() => tf.clipByValue(sample(z, c), -1, 1) as tf.Tensor4D);
+    tf.dispose([z, c]);
+    yield x;
+  }
+}
+
 /** Train the stand-in teacher (resumable from runs/teacher/) and write its EMA weights where TEACHERS points. */
 export async function trainCifarTeacher(data: Cifar10, cfg: EdmTrainConfig = TEACHER_TRAINING, out = TEACHERS.cpu.weights): Promise<TrainResult> {
   const { net, ema, result } = await trainEdm(cfg, cifarLabelled(data, cfg.net.imgResolution as 16 | 32), fromRoot("runs", "teacher"));
