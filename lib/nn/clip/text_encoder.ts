@@ -58,17 +58,12 @@ export const SD15_TEXT_ENCODER_CONFIG_JSON = {
   vocab_size: 49408,
 } as const;
 
-/** Keys of a transformers config that do not change the network's forward pass (metadata, training-only settings). */
-const IGNORED_KEYS = new Set([
-  "_name_or_path", "architectures", "attention_dropout", "dropout", "initializer_factor", "initializer_range", "model_type",
-  "torch_dtype", "dtype", "transformers_version", "_commit_hash", "output_attentions", "output_hidden_states", "return_dict",
-  "use_attention_mask", "id2label", "label2id", "_attn_implementation_autoset", "tie_word_embeddings",
-]);
-
 /**
  * Read a transformers config.json object: a CLIPTextConfig (model_type "clip_text_model") or a whole CLIPConfig
  * (model_type "clip", whose text_config is used and whose projection_dim sizes the projection). Missing keys take
- * CLIPTextConfig's defaults; keys that would change the network and are not understood are an error.
+ * CLIPTextConfig's defaults. Every CLIPTextConfig key that shapes the forward pass is read and checked; the rest
+ * (dropout and init settings, and the generic PretrainedConfig fields such as generation settings that transformers
+ * writes into nested configs) do not touch CLIPTextModel there either, and are ignored as transformers ignores them.
  */
 export function parseClipTextConfig(json: Record<string, unknown>, source = "CLIP text config", o: { withProjection?: boolean } = {}): ClipTextConfig {
   let raw = json;
@@ -79,10 +74,6 @@ export function parseClipTextConfig(json: Record<string, unknown>, source = "CLI
     projection = json.projection_dim ?? raw.projection_dim;
   } else if (json.model_type !== undefined && json.model_type !== "clip_text_model") {
     throw new Error(`${source}: model_type ${JSON.stringify(json.model_type)} is not a CLIP text model ("clip_text_model" or "clip")`);
-  }
-  const known = new Set(["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings", "hidden_act", "layer_norm_eps", "projection_dim", "eos_token_id", "bos_token_id", "pad_token_id"]);
-  for (const k of Object.keys(raw)) {
-    if (!known.has(k) && !IGNORED_KEYS.has(k)) throw new Error(`${source}: unknown key ${JSON.stringify(k)} (a setting this CLIP text encoder does not implement)`);
   }
   const int = (k: string, d: number): number => {
     const v = raw[k] ?? d;
