@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../core/random";
-import { Layer, param, torchUniform } from "./module";
+import { Layer, Module, param, torchUniform } from "./module";
 
 // Tensors are NHWC (the layout every tfjs engine supports); weights convert from PyTorch layout on load.
 
@@ -40,10 +40,12 @@ export class Conv2d extends Layer {
 export class Linear extends Layer {
   weight: tf.Variable;
   bias?: tf.Variable;
-  constructor(readonly inF: number, readonly outF: number, rng: Rng, bias = true) {
+  /** PyTorch's default init, or with `normalStd` weight ~ N(0, std^2) and a zero bias (transformers' _init_weights). */
+  constructor(readonly inF: number, readonly outF: number, rng: Rng, bias = true, normalStd?: number) {
     super();
-    this.weight = param(torchUniform([inF, outF], inF, rng), "linear");
-    if (bias) this.bias = param(torchUniform([outF], inF, rng));
+    const w = normalStd === undefined ? torchUniform([inF, outF], inF, rng) : tf.randomNormal([inF, outF], 0, normalStd, "float32", rng.seed());
+    this.weight = param(w, "linear");
+    if (bias) this.bias = param(normalStd === undefined ? torchUniform([outF], inF, rng) : tf.zeros([outF]));
   }
   /** Acts on the last axis of any rank (Layer's 4D signature is the common case of a 1x1 map). */
   forward<T extends tf.Tensor>(x: T): T {
@@ -156,5 +158,36 @@ export class Pool2d extends Layer {
     if (this.mode === "max") return tf.maxPool(x, k, stride, p === 0 ? "valid" : p);
     if (p === 0 || !this.countIncludePad) return tf.avgPool(x, k, stride, p === 0 ? "valid" : p);
     return tf.tidy(() => tf.avgPool(tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]]), k, stride, "valid"));
+  }
+}
+
+/** torch.nn.LayerNorm over the last axis, with weight and bias. */
+export class LayerNorm extends Module {
+  weight: tf.Variable;
+  bias: tf.Variable;
+  constructor(readonly features: number, readonly eps = 1e-5) {
+    super();
+    this.weight = param(tf.ones([features]));
+    this.bias = param(tf.zeros([features]));
+  }
+  forward<T extends tf.Tensor>(x: T): T {
+    return tf.tidy(() => {
+      const { mean, variance } = tf.moments(x, -1, true);
+      // y = (x - mean) / sqrt(var + eps) * gamma + beta, with the biased variance as torch uses
+      return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.eps))), this.weight), this.bias) as T;
+    });
+  }
+}
+
+/** torch.nn.Embedding: row `id` of weight [num, dim]. Out-of-range ids are the caller's to reject (gather does not). */
+export class Embedding extends Module {
+  weight: tf.Variable;
+  constructor(readonly num: number, readonly dim: number, init: tf.Tensor) {
+    super();
+    if (init.shape.length !== 2 || init.shape[0] !== num || init.shape[1] !== dim) throw new Error(`Embedding: init has shape [${init.shape}], expected [${num},${dim}]`);
+    this.weight = param(init);
+  }
+  forward(ids: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => tf.gather(this.weight, ids.dtype === "int32" ? ids : tf.cast(ids, "int32")));
   }
 }
