@@ -148,7 +148,7 @@ test("a diffusers Stable Diffusion folder: parts located, legacy VAE attention n
   assert.ok("encoder.mid_block.attentions.0.proj_attn.weight" in legacy);
   writeSafetensors(path.join(root, "vae", "diffusion_pytorch_model.safetensors"), legacy);
   write("text_encoder/config.json", JSON.stringify({ architectures: ["CLIPTextModel"], hidden_size: 4 }));
-  const te = sf.textEncoder.weights;
+  const te = sf.textEncoder;
   writeSafetensors(path.join(root, "text_encoder", "model.safetensors"), Object.fromEntries(te.names().map((k) => [k, te.get(k)])));
   write("tokenizer/vocab.json", "{}");
   write("tokenizer/merges.txt", "#version: 0.2\n");

@@ -52,7 +52,7 @@ for (const backend of ["wasm", "cpu"]) {
     assert.equal(tf.memory().numTensors, before, "forward leaves no tensors behind");
     unet.dispose();
     vae.dispose();
-    textEncoder.weights.close?.();
+    textEncoder.close?.();
   });
 }
 
@@ -78,7 +78,7 @@ test("AutoencoderKL from the single file equals diffusers: moments, clamped logv
   const { unet, vae, textEncoder, unused } = singleFile();
   unet.dispose();
   assert.deepEqual(unused, ["betas"]);
-  assert.deepEqual(textEncoder.weights.names().sort(), ["text_model.embeddings.token_embedding.weight", "text_model.final_layer_norm.weight"]);
+  assert.deepEqual(textEncoder.names().sort(), ["text_model.embeddings.token_embedding.weight", "text_model.final_layer_norm.weight"]);
   const img = nhwc(REF.vae_image);
   const { mean, logvar } = vae.encode(img);
   assert.ok(relErr(mean, nhwc(REF.vae_mean)) < TOL, "mean");

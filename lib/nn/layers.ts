@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../core/random";
-import { Layer, param, torchUniform } from "./module";
+import { Layer, Module, param, torchUniform } from "./module";
 
 // Tensors are NHWC (the layout every tfjs engine supports); weights convert from PyTorch layout on load.
 
@@ -156,5 +156,23 @@ export class Pool2d extends Layer {
     if (this.mode === "max") return tf.maxPool(x, k, stride, p === 0 ? "valid" : p);
     if (p === 0 || !this.countIncludePad) return tf.avgPool(x, k, stride, p === 0 ? "valid" : p);
     return tf.tidy(() => tf.avgPool(tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]]), k, stride, "valid"));
+  }
+}
+
+/** torch.nn.LayerNorm over the last axis, with weight and bias. */
+export class LayerNorm extends Module {
+  weight: tf.Variable;
+  bias: tf.Variable;
+  constructor(readonly features: number, readonly eps = 1e-5) {
+    super();
+    this.weight = param(tf.ones([features]));
+    this.bias = param(tf.zeros([features]));
+  }
+  forward<T extends tf.Tensor>(x: T): T {
+    return tf.tidy(() => {
+      const { mean, variance } = tf.moments(x, -1, true);
+      // y = (x - mean) / sqrt(var + eps) * gamma + beta, with the biased variance as torch uses
+      return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.eps))), this.weight), this.bias) as T;
+    });
   }
 }

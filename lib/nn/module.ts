@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { Progress } from "../core/progress";
 import { Rng } from "../core/random";
 import { HostTensor } from "../io/host_tensor";
 import { LazyTensor } from "../io/safetensors";
@@ -63,14 +64,16 @@ export abstract class Module {
    * Stream PyTorch-layout weights from a source into the variables, one tensor at a time: a big network loads
    * without a second copy of its weights on the host. Checks every key and shape before reading any data.
    */
-  loadWeights(src: TensorSource, opts: WeightOptions = {}): void {
+  loadWeights(src: TensorSource, opts: WeightOptions & { progress?: Progress } = {}): void {
     const vars = new Map(this.namedVariables());
     streamWeights(src, this.expectedWeights(), opts, (e, data) => {
       const v = vars.get(e.name)!;
       const t = tf.tensor(data, v.shape, "float32");
       v.assign(t);
       t.dispose();
+      opts.progress?.tick();
     });
+    opts.progress?.finish();
   }
 
   /** The state dict in PyTorch layout, each tensor read from the engine only when asked for (for writing big models). */

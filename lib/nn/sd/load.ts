@@ -1,10 +1,11 @@
 import * as fs from "fs";
 import * as path from "path";
+import { Progress } from "../../core/progress";
 import { Rng } from "../../core/random";
 import { writeAtomic, writeAll } from "../../io/file_bytes";
-import { writeSafetensorsLazy } from "../../io/safetensors";
+import { LazyTensor, writeSafetensorsLazy } from "../../io/safetensors";
 import { openTensorFile, TensorSource } from "../../io/tensor_source";
-import { withoutInit } from "../module";
+import { Module, withoutInit } from "../module";
 import { AutoencoderKL, AutoencoderKLConfig, parseAutoencoderKLConfig, SD15_VAE_CONFIG_JSON } from "./autoencoder_kl";
 import { configJson } from "./config_json";
 import { LdmOptions, splitLdmCheckpoint } from "./ldm_keys";
@@ -56,6 +57,13 @@ export function openComponentWeights(dir: string, naming: WeightNaming, o: Compo
   throw new Error(`${dir}: no weights file (looked for ${tries.flat().join(", ")})`);
 }
 
+/** Only networks big enough to take a while get a bar (SD1.5's UNet streams in ~40 s on the cpu engine). */
+const BAR_MIN_PARAMETERS = 50e6;
+
+function bar(label: string, net: Module, steps: number): Progress | undefined {
+  return net.numParameters() >= BAR_MIN_PARAMETERS ? new Progress(label, steps) : undefined;
+}
+
 function withSource<T>(src: TensorSource, use: (src: TensorSource) => T): T {
   try {
     return use(src);
@@ -68,7 +76,7 @@ function withSource<T>(src: TensorSource, use: (src: TensorSource) => T): T {
 export function unetFromWeights(config: UNet2DConditionConfig, weights: TensorSource): UNet2DConditionModel {
   const net = withoutInit(() => new UNet2DConditionModel(config, new Rng(0), weights.source));
   try {
-    net.loadWeights(weights);
+    net.loadWeights(weights, { progress: bar("load UNet tensors", net, net.namedVariables().length) });
   } catch (e) {
     net.dispose();
     throw e;
@@ -88,7 +96,7 @@ export function vaeLegacyRename(key: string): string {
 export function vaeFromWeights(config: AutoencoderKLConfig, weights: TensorSource): AutoencoderKL {
   const vae = withoutInit(() => new AutoencoderKL(config, new Rng(0)));
   try {
-    vae.loadWeights(weights, { rename: vaeLegacyRename });
+    vae.loadWeights(weights, { rename: vaeLegacyRename, progress: bar("load VAE tensors", vae, vae.namedVariables().length) });
   } catch (e) {
     vae.dispose();
     throw e;
@@ -120,31 +128,6 @@ export interface TextEncoderWeights {
 export function textEncoderWeights(dir: string, o: ComponentOptions = {}): TextEncoderWeights {
   return { config: readJsonFile(path.join(dir, "config.json")), weights: openComponentWeights(dir, "transformers", o) };
 }
-
-/** The text_encoder/config.json of Stable Diffusion 1.5 (openai/clip-vit-large-patch14's text model), for single files, which carry no config. */
-export const SD15_TEXT_ENCODER_CONFIG_JSON = {
-  _name_or_path: "openai/clip-vit-large-patch14",
-  architectures: ["CLIPTextModel"],
-  attention_dropout: 0.0,
-  bos_token_id: 0,
-  dropout: 0.0,
-  eos_token_id: 2,
-  hidden_act: "quick_gelu",
-  hidden_size: 768,
-  initializer_factor: 1.0,
-  initializer_range: 0.02,
-  intermediate_size: 3072,
-  layer_norm_eps: 1e-5,
-  max_position_embeddings: 77,
-  model_type: "clip_text_model",
-  num_attention_heads: 12,
-  num_hidden_layers: 12,
-  pad_token_id: 1,
-  projection_dim: 768,
-  torch_dtype: "float32",
-  transformers_version: "4.22.0.dev0",
-  vocab_size: 49408,
-};
 
 /** Where the parts of a diffusers Stable Diffusion folder are. */
 export interface StableDiffusionFolder {
@@ -188,8 +171,11 @@ export interface SingleFileOptions extends LdmOptions {
 export interface SingleFileModels {
   unet: UNet2DConditionModel;
   vae: AutoencoderKL;
-  /** CLIP's tensors under transformers' names, still in the file; close() when loaded (a .ckpt stays open until then). */
-  textEncoder: TextEncoderWeights;
+  /**
+   * CLIP's tensors under transformers' names, still in the file; close() when loaded (a .ckpt stays open until
+   * then). The file carries no config: SD1.5's is the CLIP text encoder's SD15_TEXT_ENCODER_CONFIG_JSON.
+   */
+  textEncoder: TensorSource;
   /** Keys of the file that no network uses (the noise schedule's buffers, an EMA copy...), for the caller to report. */
   unused: string[];
 }
@@ -204,7 +190,7 @@ export function loadSingleFile(file: string, o: SingleFileOptions = {}): SingleF
     const unet = unetFromWeights(unetConfig, split.unet);
     try {
       const vae = vaeFromWeights(vaeConfig, split.vae);
-      return { unet, vae, textEncoder: { config: SD15_TEXT_ENCODER_CONFIG_JSON, weights: split.textEncoder }, unused: split.unused };
+      return { unet, vae, textEncoder: split.textEncoder, unused: split.unused };
     } catch (e) {
       unet.dispose();
       throw e;
@@ -225,7 +211,11 @@ export const EXPORT_DIFFUSERS_VERSION = "0.40.0.dev0";
  */
 export function saveUNet2DConditionModel(net: UNet2DConditionModel, dir: string): void {
   fs.mkdirSync(dir, { recursive: true });
-  writeSafetensorsLazy(path.join(dir, "diffusion_pytorch_model.safetensors"), net.lazyStateDict(), { format: "pt" });
+  const tensors = net.lazyStateDict();
+  const progress = bar("save UNet tensors", net, tensors.length);
+  const counted = tensors.map(([name, t]): [string, LazyTensor] => [name, { ...t, read: () => (progress?.tick(), t.read()) }]);
+  writeSafetensorsLazy(path.join(dir, "diffusion_pytorch_model.safetensors"), counted, { format: "pt" });
+  progress?.finish();
   const json = JSON.stringify(configJson(net.config, UNET_SPEC, EXPORT_DIFFUSERS_VERSION), null, 2) + "\n";
   writeAtomic(path.join(dir, "config.json"), (fd) => writeAll(fd, new TextEncoder().encode(json)));
 }

@@ -1,30 +1,12 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../core/random";
-import { Conv2d, GroupNorm, Linear } from "../layers";
-import { Identity, Module, param } from "../module";
+import { Conv2d, GroupNorm, LayerNorm, Linear } from "../layers";
+import { Identity, Module } from "../module";
 import { gelu } from "./activations";
 import { Attention } from "./attention";
 
 // diffusers' Transformer2DModel for continuous (image) input with its BasicTransformerBlocks, as the SD UNets use
 // it: norm_type "layer_norm", activation "geglu", no attention bias, no dropout at inference.
-
-/** torch.nn.LayerNorm over the last axis with weight and bias. */
-export class LayerNorm extends Module {
-  weight: tf.Variable;
-  bias: tf.Variable;
-  constructor(readonly dim: number, readonly eps = 1e-5) {
-    super();
-    this.weight = param(tf.ones([dim]));
-    this.bias = param(tf.zeros([dim]));
-  }
-  forward<T extends tf.Tensor>(x: T): T {
-    return tf.tidy(() => {
-      const { mean, variance } = tf.moments(x, -1, true);
-      // y = (x - mean) / sqrt(var + eps) * weight + bias
-      return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.eps))), this.weight), this.bias) as T;
-    });
-  }
-}
 
 /** proj to 2 x inner, then value * gelu(gate): the first half of the projection is the value, the second the gate. */
 export class GEGLU extends Module {
