@@ -4,12 +4,13 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { fromRoot } from "../lib/core/paths";
+import { readJsonFile } from "../lib/io/json_file";
 import { Rng } from "../lib/core/random";
 import { HostTensor } from "../lib/io/host_tensor";
 import { readSafetensors } from "../lib/io/safetensors";
 import { withoutInit } from "../lib/nn/module";
 import { AutoencoderKL, AutoencoderKLCodec, parseAutoencoderKLConfig, SD15_VAE_CONFIG_JSON } from "../lib/nn/sd/autoencoder_kl";
-import { loadSingleFile, loadUNet2DConditionModel, readJsonFile } from "../lib/nn/sd/load";
+import { loadSingleFile, loadUNet2DConditionModel } from "../lib/nn/sd/load";
 import { parseUNet2DConditionConfig, SD15_UNET_CONFIG_JSON, UNet2DConditionModel } from "../lib/nn/sd/unet2d_condition";
 import { nhwc } from "./support";
 
@@ -141,4 +142,22 @@ test("configs: diffusers' defaults, and clear errors naming the key for what thi
   for (const [raw, re] of bad) assert.throws(() => parseUNet2DConditionConfig(raw, "x.json"), re);
   assert.throws(() => parseAutoencoderKLConfig({ down_block_types: ["AttnDownEncoderBlock2D"] }, "v.json"), /v\.json: 'down_block_types'/);
   assert.throws(() => parseAutoencoderKLConfig({ block_out_channels: [64, 128] }, "v.json"), /2 block_out_channels but 1 down_block_types/);
+});
+
+test("gradients reach every UNet parameter (the student and the discriminator train from the teacher's UNet)", async () => {
+  await tf.setBackend("cpu");
+  const unet = loadUNet2DConditionModel(path.join(FIX, "unet_b"));
+  const [x, ctx, cond] = [nhwc(REF.b_sample), t3(REF.b_context), t2(REF.b_timestep_cond)];
+  const before = tf.memory().numTensors;
+  const { value, grads } = tf.variableGrads(() => tf.sum(tf.square(unet.forward(x, 640, ctx, cond))) as tf.Scalar, unet.parameters());
+  const names = new Map(unet.namedVariables().map(([k, v]) => [v.name, k]));
+  for (const [id, g] of Object.entries(grads)) {
+    const [finite, nonzero] = tf.tidy(() => [tf.all(tf.isFinite(g)).dataSync()[0], tf.any(tf.notEqual(g, 0)).dataSync()[0]]);
+    assert.ok(finite && nonzero, `${names.get(id)}: gradient ${finite ? "is all zero" : "is not finite"}`);
+  }
+  assert.equal(Object.keys(grads).length, unet.parameters().length);
+  tf.dispose([value, ...Object.values(grads)]);
+  assert.equal(tf.memory().numTensors, before);
+  tf.dispose([x, ctx, cond]);
+  unet.dispose();
 });

@@ -1,6 +1,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { DType, HostTensor, numel, shapeStr } from "./host_tensor";
+import { readJsonFile } from "./json_file";
 import { SafetensorsFile } from "./safetensors";
 import { TorchCheckpointFile } from "./pth";
 
@@ -105,12 +106,7 @@ export class ShardedSource implements TensorSource {
   private readonly shards = new Map<string, TensorSource>();
 
   constructor(readonly source: string) {
-    let index: unknown;
-    try {
-      index = JSON.parse(fs.readFileSync(source, "utf8"));
-    } catch (e) {
-      throw new Error(`${source}: cannot read the shard index (${(e as Error).message})`);
-    }
+    const index = readJsonFile(source);
     const map = (index as { weight_map?: unknown })?.weight_map;
     if (typeof map !== "object" || map === null || Array.isArray(map)) throw new Error(`${source}: shard index without a "weight_map" object`);
     for (const [name, file] of Object.entries(map as Record<string, unknown>)) {

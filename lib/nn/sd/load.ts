@@ -2,7 +2,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { Progress } from "../../core/progress";
 import { Rng } from "../../core/random";
-import { writeAtomic, writeAll } from "../../io/file_bytes";
+import { readJsonFile, writeJsonFile } from "../../io/json_file";
 import { LazyTensor, writeSafetensorsLazy } from "../../io/safetensors";
 import { openTensorFile, TensorSource } from "../../io/tensor_source";
 import { Module, withoutInit } from "../module";
@@ -15,21 +15,6 @@ import { parseUNet2DConditionConfig, SD15_UNET_CONFIG_JSON, UNet2DConditionConfi
 // tokenizer/, scheduler/), or an original single-file checkpoint (ldm layout, .safetensors or .ckpt). Weights
 // stream tensor by tensor into the networks (fp16 and bf16 files are converted on the fly), so loading SD1.5's UNet
 // holds one float32 copy of it: the network's own.
-
-/** Parse a JSON file, naming it on failure. */
-export function readJsonFile(file: string): unknown {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    throw new Error(`${file}: cannot read (${(e as Error).message})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-}
 
 /** diffusers models name their weights diffusion_pytorch_model.*; transformers models model.safetensors / pytorch_model.bin. */
 export type WeightNaming = "diffusers" | "transformers";
@@ -216,6 +201,5 @@ export function saveUNet2DConditionModel(net: UNet2DConditionModel, dir: string)
   const counted = tensors.map(([name, t]): [string, LazyTensor] => [name, { ...t, read: () => (progress?.tick(), t.read()) }]);
   writeSafetensorsLazy(path.join(dir, "diffusion_pytorch_model.safetensors"), counted, { format: "pt" });
   progress?.finish();
-  const json = JSON.stringify(configJson(net.config, UNET_SPEC, EXPORT_DIFFUSERS_VERSION), null, 2) + "\n";
-  writeAtomic(path.join(dir, "config.json"), (fd) => writeAll(fd, new TextEncoder().encode(json)));
+  writeJsonFile(path.join(dir, "config.json"), configJson(net.config, UNET_SPEC, EXPORT_DIFFUSERS_VERSION));
 }
