@@ -10,6 +10,8 @@ import { readJsonFile } from "../lib/io/json_file";
 import { HostTensor } from "../lib/io/host_tensor";
 import { readTorchCheckpoint } from "../lib/io/pth";
 import { readSafetensors, SafetensorsFile, writeSafetensors } from "../lib/io/safetensors";
+import { recordSource } from "../lib/io/tensor_source";
+import { splitLdmCheckpoint } from "../lib/nn/sd/ldm_keys";
 import { loadAutoencoderKL, loadSingleFile, loadUNet2DConditionModel, saveUNet2DConditionModel, stableDiffusionFolder, textEncoderWeights } from "../lib/nn/sd/load";
 import { parseAutoencoderKLConfig } from "../lib/nn/sd/autoencoder_kl";
 import { parseUNet2DConditionConfig, UNet2DConditionModel } from "../lib/nn/sd/unet2d_condition";
@@ -173,4 +175,26 @@ test("a diffusers Stable Diffusion folder: parts located, legacy VAE attention n
   assert.throws(() => stableDiffusionFolder(root), /not a diffusers Stable Diffusion folder: scheduler[/\\]scheduler_config\.json is missing/);
   tf.dispose([z, a, b]);
   for (const m of [vae, unet, sf.unet, sf.vae]) m.dispose();
+});
+
+test("single file with an EMA copy: { ema: true } takes the UNet from model_ema.*, as diffusers' extract_ema", () => {
+  const file = path.join(FIX, "v1_tiny.safetensors");
+  const tensors = readSafetensors(file).tensors;
+  // ldm names the EMA copy of "model.diffusion_model.a.b" "model_ema.diffusion_modelab"
+  for (const k of Object.keys(tensors)) {
+    if (!k.startsWith("model.diffusion_model.")) continue;
+    const ema = "model_ema." + k.split(".").slice(1).join("");
+    tensors[ema] = { dtype: "float32", shape: tensors[k].shape, data: new Float32Array(tensors[k].data.length).fill(0.5) };
+  }
+  const src = recordSource(tensors, "with-ema");
+  const unetConfig = parseUNet2DConditionConfig(readJsonFile(path.join(FIX, "unet_a_config.json")), "a");
+  const vaeConfig = parseAutoencoderKLConfig(readJsonFile(path.join(FIX, "vae_config.json")), "v");
+  const ema = splitLdmCheckpoint(src, unetConfig, vaeConfig, { ema: true });
+  assert.deepEqual(Array.from(ema.unet.get("up_blocks.2.attentions.1.proj_out.bias").data as Float32Array), [0.5, 0.5, 0.5, 0.5]);
+  assert.deepEqual(ema.unused, ["betas"]);
+  const plain = splitLdmCheckpoint(src, unetConfig, vaeConfig);
+  assert.equal(plain.unet.get("conv_in.weight").dtype, "float16");
+  assert.equal(plain.unused.filter((k) => k.startsWith("model_ema.")).length, plain.unet.names().length, "without ema the copy is reported unused");
+  delete tensors["model_ema.diffusion_modelout2bias"];
+  assert.throws(() => splitLdmCheckpoint(recordSource(tensors, "with-ema"), unetConfig, vaeConfig, { ema: true }), /with-ema: EMA weights asked for, but 'model_ema\.diffusion_modelout2bias' \(for 'model\.diffusion_model\.out\.2\.bias'\) is missing/);
 });
