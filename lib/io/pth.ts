@@ -2,6 +2,7 @@ import * as fs from "fs";
 import { DType, HostData, HostTensor, numel, shapeStr } from "./host_tensor";
 import { ELEMENT_SIZE, assertLittleEndianHost, fileSize, openForRead, readAt, typedView } from "./file_bytes";
 import { PickleEOF, PyValue, StorageRef, TensorRef, describe, torchPersistentLoad, unpickle } from "./pickle";
+import type { TensorSource } from "./tensor_source";
 import { ZipReader } from "./zip";
 
 // PyTorch checkpoints without Python. Two containers:
@@ -61,32 +62,42 @@ function isContiguous(shape: number[], stride: number[]): boolean {
   return true;
 }
 
+/** Read one storage's elements from its raw bytes, checking the byte count. */
+function storageData(ref: StorageRef, bytes: Uint8Array, file: string): HostData {
+  const dtype = storageDtype(ref, file);
+  const want = ref.numel * ELEMENT_SIZE[dtype];
+  if (bytes.length !== want) throw new Error(`${file}: storage '${ref.key}' has ${bytes.length} bytes, expected ${want} (${ref.numel} x ${dtype})`);
+  return typedView(dtype, bytes);
+}
+
+/** The contiguous tensor a TensorRef describes, from its storage's elements. */
+function tensorFromStorage(t: TensorRef, data: HostData, file: string): HostTensor {
+  const dtype = storageDtype(t.storage, file);
+  const offset = t.storage.viewOffset + t.offset;
+  const n = numel(t.shape);
+  const last = offset + t.shape.reduce((a, d, i) => a + (d - 1) * t.stride[i], 0);
+  if (n > 0 && (offset < 0 || last >= data.length || t.stride.some((s) => s < 0))) {
+    throw new Error(`${file}: tensor ${shapeStr(t.shape)} with stride ${shapeStr(t.stride)} at offset ${offset} reaches outside its storage '${t.storage.key}' of ${data.length} elements`);
+  }
+  let out: HostData;
+  if (!isContiguous(t.shape, t.stride)) out = gather(data, t.shape, t.stride, offset);
+  // A tensor that is its whole storage (the usual case) keeps the storage's memory: no copy of big weights.
+  else if (offset === 0 && n === data.length) out = data;
+  else out = data.slice(offset, offset + n);
+  return { dtype, shape: [...t.shape], data: out };
+}
+
 /** Replace every TensorRef in the tree by a contiguous HostTensor; `storageBytes` reads one storage's bytes. */
 function materialise(root: PyValue, storageBytes: (ref: StorageRef) => Uint8Array, file: string): PyValue {
   const storages = new Map<string, HostData>();
   const done = new Map<object, PyValue>();
   const tensor = (t: TensorRef): HostTensor => {
-    const dtype = storageDtype(t.storage, file);
     let data = storages.get(t.storage.key);
     if (!data) {
-      const bytes = storageBytes(t.storage);
-      const want = t.storage.numel * ELEMENT_SIZE[dtype];
-      if (bytes.length !== want) throw new Error(`${file}: storage '${t.storage.key}' has ${bytes.length} bytes, expected ${want} (${t.storage.numel} x ${dtype})`);
-      data = typedView(dtype, bytes);
+      data = storageData(t.storage, storageBytes(t.storage), file);
       storages.set(t.storage.key, data);
     }
-    const offset = t.storage.viewOffset + t.offset;
-    const n = numel(t.shape);
-    const last = offset + t.shape.reduce((a, d, i) => a + (d - 1) * t.stride[i], 0);
-    if (n > 0 && (offset < 0 || last >= data.length || t.stride.some((s) => s < 0))) {
-      throw new Error(`${file}: tensor ${shapeStr(t.shape)} with stride ${shapeStr(t.stride)} at offset ${offset} reaches outside its storage '${t.storage.key}' of ${data.length} elements`);
-    }
-    let out: HostData;
-    if (!isContiguous(t.shape, t.stride)) out = gather(data, t.shape, t.stride, offset);
-    // A tensor that is its whole storage (the usual case) keeps the storage's memory: no copy of big weights.
-    else if (offset === 0 && n === data.length) out = data;
-    else out = data.slice(offset, offset + n);
-    return { dtype, shape: [...t.shape], data: out };
+    return tensorFromStorage(t, data, file);
   };
   const walk = (v: PyValue): PyValue => {
     if (v === null || typeof v !== "object" || v instanceof Uint8Array) return v;
@@ -120,7 +131,14 @@ function materialise(root: PyValue, storageBytes: (ref: StorageRef) => Uint8Arra
   return walk(root);
 }
 
-function loadZip(file: string): PyValue {
+/** A torch.save file opened: its pickled object (tensors still as TensorRefs) and a reader of storage bytes. */
+interface TorchFile {
+  root: PyValue;
+  storageBytes: (ref: StorageRef) => Uint8Array;
+  close: () => void;
+}
+
+function openZip(file: string): TorchFile {
   const zip = new ZipReader(file);
   try {
     const pkl = [...zip.entries.keys()].find((n) => /^[^/]*\/?data\.pkl$/.test(n));
@@ -131,13 +149,15 @@ function loadZip(file: string): PyValue {
       if (order !== "little") throw new Error(`${file}: storages are ${order}-endian; only little-endian is supported`);
     }
     const { value } = unpickle(zip.read(pkl), { file, persistentLoad: torchPersistentLoad(file) });
-    return materialise(value, (ref) => {
+    const storageBytes = (ref: StorageRef): Uint8Array => {
       const name = `${dir}data/${ref.key}`;
       if (!zip.has(name)) throw new Error(`${file}: storage '${ref.key}' missing (no entry ${name})`);
       return zip.read(name);
-    }, file);
-  } finally {
+    };
+    return { root: value, storageBytes, close: () => zip.close() };
+  } catch (e) {
     zip.close();
+    throw e;
   }
 }
 
@@ -176,7 +196,7 @@ function parseLegacyHead(bytes: Uint8Array, file: string): LegacyHead {
   return { object, keys, dataStart: at, storages };
 }
 
-function loadLegacy(file: string, fd: number): PyValue {
+function openLegacy(file: string, fd: number): TorchFile {
   const size = fileSize(fd);
   // The pickles are small next to the data: read a prefix, and a bigger one if they do not fit.
   let head: LegacyHead | undefined;
@@ -203,11 +223,36 @@ function loadLegacy(file: string, fd: number): PyValue {
     at += 8 + bytes;
   }
   if (at > size) throw new Error(`${file}: truncated file: storages need ${at} bytes but the file has ${size}`);
-  return materialise(object, (ref) => {
+  const storageBytes = (ref: StorageRef): Uint8Array => {
     const w = where.get(ref.key);
     if (!w) throw new Error(`${file}: storage '${ref.key}' is not in the storage key list`);
     return readAt(fd, w.at, w.bytes, file, `storage '${ref.key}'`);
-  }, file);
+  };
+  return { root: object, storageBytes, close: () => fs.closeSync(fd) };
+}
+
+/** Open either container; the caller closes the result. */
+function openTorchFile(file: string): TorchFile {
+  assertLittleEndianHost();
+  const fd = openForRead(file);
+  let keepOpen = false;
+  try {
+    const size = fileSize(fd);
+    if (size < 4) throw new Error(`${file}: truncated file: ${size} bytes is too short for a torch checkpoint`);
+    const head = readAt(fd, 0, Math.min(size, 512), file, "file header");
+    if (head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) return openZip(file);
+    if (head[0] === 0x80) {
+      const f = openLegacy(file, fd);
+      keepOpen = true;
+      return f;
+    }
+    if (size >= 262 && new TextDecoder().decode(head.subarray(257, 262)) === "ustar") {
+      throw new Error(`${file}: tar-format torch checkpoint (PyTorch < 0.4) is not supported`);
+    }
+    throw new Error(`${file}: wrong magic: neither a zip archive nor a pickle, not a torch checkpoint`);
+  } finally {
+    if (!keepOpen) fs.closeSync(fd);
+  }
 }
 
 /**
@@ -215,20 +260,11 @@ function loadLegacy(file: string, fd: number): PyValue {
  * No code from the file runs; globals other than containers, tensors and storages are refused.
  */
 export function loadTorchObject(file: string): PyValue {
-  assertLittleEndianHost();
-  const fd = openForRead(file);
+  const f = openTorchFile(file);
   try {
-    const size = fileSize(fd);
-    if (size < 4) throw new Error(`${file}: truncated file: ${size} bytes is too short for a torch checkpoint`);
-    const head = readAt(fd, 0, Math.min(size, 512), file, "file header");
-    if (head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) return loadZip(file);
-    if (head[0] === 0x80) return loadLegacy(file, fd);
-    if (size >= 262 && new TextDecoder().decode(head.subarray(257, 262)) === "ustar") {
-      throw new Error(`${file}: tar-format torch checkpoint (PyTorch < 0.4) is not supported`);
-    }
-    throw new Error(`${file}: wrong magic: neither a zip archive nor a pickle, not a torch checkpoint`);
+    return materialise(f.root, f.storageBytes, file);
   } finally {
-    fs.closeSync(fd);
+    f.close();
   }
 }
 
@@ -237,12 +273,16 @@ export function isHostTensor(v: PyValue | undefined): v is HostTensor {
     !(v instanceof Uint8Array) && "dtype" in v && "shape" in v && "data" in v;
 }
 
-/** Every tensor in a tree, named by its path with dots (dict keys, list indices), as state dicts name them. */
+/** Every leaf (by default: tensor) in a tree, named by its path with dots (dict keys, list indices), as state dicts name them. */
 export function flattenTensors(tree: PyValue, prefix = ""): Record<string, HostTensor> {
-  const out: Record<string, HostTensor> = {};
+  return flattenLeaves(tree, isHostTensor, prefix);
+}
+
+function flattenLeaves<T extends PyValue>(tree: PyValue, isLeaf: (v: PyValue) => v is T, prefix = ""): Record<string, T> {
+  const out: Record<string, T> = {};
   const seen = new Set<object>();
   const walk = (v: PyValue, name: string): void => {
-    if (isHostTensor(v)) {
+    if (isLeaf(v)) {
       out[name] = v;
       return;
     }
@@ -260,12 +300,13 @@ export function flattenTensors(tree: PyValue, prefix = ""): Record<string, HostT
 export const STATE_DICT_KEYS = ["state_dict", "model_state_dict", "model", "ema", "model_ema", "state_dict_ema", "net", "params"];
 
 /** Descend through wrapper dicts ({'state_dict': ..., 'epoch': 3}) to the dict that holds the weights. */
-export function findStateDict(tree: PyValue): PyValue {
+export function findStateDict(tree: PyValue, isLeaf: (v: PyValue) => boolean = isHostTensor): PyValue {
+  const holdsLeaves = (v: PyValue): boolean => Object.keys(flattenLeaves(v, isLeaf as (v: PyValue) => v is PyValue)).length > 0;
   let v = tree;
   for (;;) {
     if (!(v instanceof Map)) return v;
     const m = v;
-    const key = STATE_DICT_KEYS.find((k) => Object.keys(flattenTensors(m.get(k) ?? null)).length > 0);
+    const key = STATE_DICT_KEYS.find((k) => holdsLeaves(m.get(k) ?? null));
     if (key === undefined) return v;
     v = m.get(key) as PyValue;
   }
@@ -278,26 +319,81 @@ export interface CheckpointOptions {
   key?: string;
 }
 
-/** A checkpoint's tensors by dotted name, from either torch.save format, with the state dict found inside wrappers. */
-export function readTorchCheckpoint(path: string, opts: CheckpointOptions = {}): Record<string, HostTensor> {
-  const root = loadTorchObject(path);
+/** The state dict inside a loaded tree: at `opts.key`, or found by findStateDict. */
+function selectStateDict(root: PyValue, path: string, opts: CheckpointOptions, isLeaf: (v: PyValue) => boolean): PyValue {
+  if (opts.key === undefined) return findStateDict(root, isLeaf);
   let tree: PyValue = root;
-  if (opts.key !== undefined) {
-    for (const part of opts.key.split(".")) {
-      if (!(tree instanceof Map) || !tree.has(part)) {
-        const keys = root instanceof Map ? [...root.keys()].map(String).join(", ") : describe(root);
-        throw new Error(`${path}: no '${opts.key}' in the checkpoint (top level: ${keys})`);
-      }
-      tree = tree.get(part) as PyValue;
+  for (const part of opts.key.split(".")) {
+    if (!(tree instanceof Map) || !tree.has(part)) {
+      const keys = root instanceof Map ? [...root.keys()].map(String).join(", ") : describe(root);
+      throw new Error(`${path}: no '${opts.key}' in the checkpoint (top level: ${keys})`);
     }
-  } else {
-    tree = findStateDict(root);
+    tree = tree.get(part) as PyValue;
   }
-  const flat = flattenTensors(tree);
-  if (Object.keys(flat).length === 0) throw new Error(`${path}: no tensors found in the checkpoint`);
-  const { stripPrefix } = opts;
+  return tree;
+}
+
+function stripNames<T>(flat: Record<string, T>, stripPrefix: string | undefined): Record<string, T> {
   if (!stripPrefix) return flat;
-  const out: Record<string, HostTensor> = {};
+  const out: Record<string, T> = {};
   for (const [k, t] of Object.entries(flat)) out[k.startsWith(stripPrefix) ? k.slice(stripPrefix.length) : k] = t;
   return out;
+}
+
+/** A checkpoint's tensors by dotted name, from either torch.save format, with the state dict found inside wrappers. */
+export function readTorchCheckpoint(path: string, opts: CheckpointOptions = {}): Record<string, HostTensor> {
+  const flat = flattenTensors(selectStateDict(loadTorchObject(path), path, opts, isHostTensor));
+  if (Object.keys(flat).length === 0) throw new Error(`${path}: no tensors found in the checkpoint`);
+  return stripNames(flat, opts.stripPrefix);
+}
+
+const isTensorRef = (v: PyValue): v is TensorRef => v instanceof TensorRef;
+
+/**
+ * A torch checkpoint read lazily (TensorSource): opening unpickles only the object; get() reads one tensor's
+ * storage. Loading a multi-gigabyte .ckpt or .bin this way never holds more than one tensor's bytes. The file stays
+ * open until close().
+ */
+export class TorchCheckpointFile implements TensorSource {
+  private readonly f: TorchFile;
+  private readonly refs: Record<string, TensorRef>;
+  /** The last storage read: views into one storage (old legacy files) do not read it again for each tensor. */
+  private last?: { key: string; data: HostData };
+
+  constructor(readonly source: string, opts: CheckpointOptions = {}) {
+    this.f = openTorchFile(source);
+    try {
+      this.refs = stripNames(flattenLeaves(selectStateDict(this.f.root, source, opts, isTensorRef), isTensorRef), opts.stripPrefix);
+      if (Object.keys(this.refs).length === 0) throw new Error(`${source}: no tensors found in the checkpoint`);
+    } catch (e) {
+      this.f.close();
+      throw e;
+    }
+  }
+
+  names(): string[] {
+    return Object.keys(this.refs);
+  }
+  has(name: string): boolean {
+    return Object.prototype.hasOwnProperty.call(this.refs, name);
+  }
+  private ref(name: string): TensorRef {
+    if (!this.has(name)) throw new Error(`${this.source}: no tensor '${name}' (has ${this.names().length})`);
+    return this.refs[name];
+  }
+  info(name: string): { dtype: DType; shape: number[] } {
+    const r = this.ref(name);
+    return { dtype: storageDtype(r.storage, this.source), shape: [...r.shape] };
+  }
+  get(name: string): HostTensor {
+    const r = this.ref(name);
+    if (this.last?.key !== r.storage.key) this.last = { key: r.storage.key, data: storageData(r.storage, this.f.storageBytes(r.storage), this.source) };
+    const t = tensorFromStorage(r, this.last.data, this.source);
+    // a tensor that shares the cached storage's memory must not keep the cache alive for the next one
+    if (t.data === this.last.data) this.last = undefined;
+    return t;
+  }
+  close(): void {
+    this.f.close();
+  }
 }

@@ -1,6 +1,7 @@
 import * as fs from "fs";
 import { DType, HostTensor, numel, shapeStr } from "./host_tensor";
 import { ELEMENT_SIZE, assertLittleEndianHost, openForRead, readAt, tensorBytes, typedView, writeAll, writeAtomic } from "./file_bytes";
+import type { TensorSource } from "./tensor_source";
 
 // safetensors (huggingface/safetensors): u64 little-endian header length N, N bytes of JSON
 // {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the tensors' bytes,
@@ -23,7 +24,7 @@ export interface SafetensorsInfo {
   end: number;
 }
 
-export class SafetensorsFile {
+export class SafetensorsFile implements TensorSource {
   readonly metadata: Record<string, string> = {};
   private readonly infos = new Map<string, SafetensorsInfo>();
   private readonly stamp: string;
@@ -80,8 +81,16 @@ export class SafetensorsFile {
     }
   }
 
+  get source(): string {
+    return this.file;
+  }
+
   names(): string[] {
     return [...this.infos.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.infos.has(name);
   }
 
   info(name: string): SafetensorsInfo {
@@ -113,22 +122,33 @@ export function readSafetensors(file: string): { tensors: Record<string, HostTen
   return { tensors, metadata: { ...f.metadata } };
 }
 
+/** A tensor to write, read only when its turn comes (so a big model is written without a second copy in memory). */
+export interface LazyTensor {
+  dtype: DType;
+  shape: number[];
+  read: () => HostTensor;
+}
+
 /** Write tensors (in the given order) and optional string metadata, atomically. */
 export function writeSafetensors(file: string, tensors: Record<string, HostTensor>, metadata?: Record<string, string>): void {
+  writeSafetensorsLazy(file, Object.entries(tensors).map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape, read: () => t }]), metadata);
+}
+
+/** writeSafetensors for tensors produced one at a time; each read() must match its declared dtype and shape. */
+export function writeSafetensorsLazy(file: string, tensors: Array<[string, LazyTensor]>, metadata?: Record<string, string>): void {
   assertLittleEndianHost();
   const header: Record<string, unknown> = {};
   if (metadata) {
     for (const [k, v] of Object.entries(metadata)) if (typeof v !== "string") throw new Error(`${file}: metadata '${k}' must be a string`);
     header.__metadata__ = metadata;
   }
-  const bodies: Uint8Array[] = [];
   let offset = 0;
-  for (const [name, t] of Object.entries(tensors)) {
+  for (const [name, t] of tensors) {
     if (name === "__metadata__") throw new Error(`${file}: '__metadata__' is reserved and cannot name a tensor`);
-    const bytes = tensorBytes(t, `${file}: tensor '${name}'`);
-    header[name] = { dtype: FROM_DTYPE[t.dtype], shape: t.shape, data_offsets: [offset, offset + bytes.length] };
-    bodies.push(bytes);
-    offset += bytes.length;
+    if (name in header) throw new Error(`${file}: tensor '${name}' given twice`);
+    const bytes = numel(t.shape) * ELEMENT_SIZE[t.dtype];
+    header[name] = { dtype: FROM_DTYPE[t.dtype], shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
   let json = JSON.stringify(header);
   // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
@@ -139,6 +159,13 @@ export function writeSafetensors(file: string, tensors: Record<string, HostTenso
   writeAtomic(file, (fd) => {
     writeAll(fd, len);
     writeAll(fd, headerBytes);
-    for (const b of bodies) writeAll(fd, b);
+    for (const [name, spec] of tensors) {
+      const t = spec.read();
+      const what = `${file}: tensor '${name}'`;
+      if (t.dtype !== spec.dtype || shapeStr(t.shape) !== shapeStr(spec.shape)) {
+        throw new Error(`${what}: read ${t.dtype}${shapeStr(t.shape)}, declared ${spec.dtype}${shapeStr(spec.shape)}`);
+      }
+      writeAll(fd, tensorBytes(t, what));
+    }
   });
 }

@@ -1,5 +1,6 @@
-import { HostTensor, numel, shapeStr } from "./host_tensor";
+import { numel, shapeStr } from "./host_tensor";
 import { toFloat32 } from "./dtype";
+import type { TensorSource } from "./tensor_source";
 
 // PyTorch stores conv kernels OIHW and linear weights [out, in]; tfjs wants HWIO and [in, out].
 export type TorchLayout = "plain" | "conv" | "linear";
@@ -28,7 +29,8 @@ export function transpose2d(data: Float32Array, [r, c]: number[]): Float32Array 
   return out;
 }
 
-function torchShape(e: ExpectedWeight): number[] {
+/** The shape PyTorch stores a weight in. */
+export function torchShape(e: ExpectedWeight): number[] {
   if (e.layout === "conv") {
     const [h, w, i, o] = e.shape;
     return [o, i, h, w];
@@ -37,43 +39,67 @@ function torchShape(e: ExpectedWeight): number[] {
   return e.shape;
 }
 
-export interface MapOptions {
-  /** Where the tensors came from, for error messages. */
-  source: string;
+export interface WeightOptions {
   /** Rename a file key to the model's key (return undefined to drop it), e.g. strip a `module.` prefix. */
   rename?: (key: string) => string | undefined;
   /** Keys in the file that the model does not use are an error unless allowed. */
   allowUnused?: boolean;
 }
 
+export interface MapOptions extends WeightOptions {
+  /** Where the tensors came from, for error messages. */
+  source: string;
+}
+
+/** At most this many names of each kind of problem in an error message. */
+const LIST_MAX = 8;
+
+function listed(items: string[]): string {
+  return items.slice(0, LIST_MAX).join(", ") + (items.length > LIST_MAX ? `, ... (${items.length - LIST_MAX} more)` : "");
+}
+
 /**
- * Match a state dict to the weights a model expects: every expected key present, every shape equal (in the
- * torch layout), converted to the tfjs layout. Throws on the first problem, naming the key and the file.
+ * Stream a source's tensors into a model: every expected key present and of the expected shape (in the torch
+ * layout), checked from the source's headers before any data is read, then each tensor read, converted to float32
+ * and the tfjs layout, and handed to `put` one at a time. Every missing, misshapen and (unless allowed) unused key
+ * is named in one error, with the expected and found shapes.
  */
-export function mapWeights(tensors: Record<string, HostTensor>, expected: ExpectedWeight[], opts: MapOptions): Map<string, Float32Array> {
-  const renamed = new Map<string, HostTensor>();
-  for (const [k, t] of Object.entries(tensors)) {
+export function streamWeights(src: TensorSource, expected: ExpectedWeight[], opts: WeightOptions, put: (e: ExpectedWeight, data: Float32Array) => void): void {
+  const fileKey = new Map<string, string>();
+  for (const k of src.names()) {
     const name = opts.rename ? opts.rename(k) : k;
-    if (name !== undefined) renamed.set(name, t);
+    if (name === undefined) continue;
+    if (fileKey.has(name)) throw new Error(`${src.source}: keys '${fileKey.get(name)}' and '${k}' both map to weight '${name}'`);
+    fileKey.set(name, k);
   }
-  const out = new Map<string, Float32Array>();
+  const missing: string[] = [];
+  const misshapen: string[] = [];
   for (const e of expected) {
-    const t = renamed.get(e.name);
-    if (!t) throw new Error(`${opts.source}: missing weight '${e.name}' (expected shape ${shapeStr(torchShape(e))})`);
+    const k = fileKey.get(e.name);
     const want = torchShape(e);
-    if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-      throw new Error(`${opts.source}: weight '${e.name}' has shape ${shapeStr(t.shape)}, expected ${shapeStr(want)}`);
+    if (k === undefined) {
+      missing.push(`'${e.name}' (expected shape ${shapeStr(want)})`);
+      continue;
     }
-    let data = toFloat32(t, `${opts.source}: weight '${e.name}'`);
-    if (numel(t.shape) !== data.length) throw new Error(`${opts.source}: weight '${e.name}' holds ${data.length} values for shape ${shapeStr(t.shape)}`);
+    const have = src.info(k).shape;
+    if (have.length !== want.length || have.some((d, i) => d !== want[i])) misshapen.push(`'${e.name}' has shape ${shapeStr(have)}, expected ${shapeStr(want)}`);
+  }
+  const wanted = new Set(expected.map((e) => e.name));
+  const unused = opts.allowUnused ? [] : [...fileKey].filter(([name]) => !wanted.has(name)).map(([, k]) => `'${k}'`);
+  const problems = [
+    ...(missing.length ? [`missing weight ${listed(missing)}`] : []),
+    ...(misshapen.length ? [`weight ${listed(misshapen)}`] : []),
+    ...(unused.length ? [`${unused.length} weight(s) not used by the model: ${listed(unused)}`] : []),
+  ];
+  if (problems.length) throw new Error(`${src.source}: ${problems.join("; ")}`);
+  for (const e of expected) {
+    const k = fileKey.get(e.name)!;
+    const t = src.get(k);
+    const want = torchShape(e);
+    let data = toFloat32(t, `${src.source}: weight '${k}'`);
+    if (numel(want) !== data.length) throw new Error(`${src.source}: weight '${k}' holds ${data.length} values for shape ${shapeStr(want)}`);
     if (e.layout === "conv") data = oihwToHwio(data, want);
     else if (e.layout === "linear") data = transpose2d(data, want);
-    out.set(e.name, data);
-    renamed.delete(e.name);
+    put(e, data);
   }
-  if (!opts.allowUnused && renamed.size > 0) {
-    const extra = [...renamed.keys()];
-    throw new Error(`${opts.source}: ${extra.length} weight(s) not used by the model, first '${extra[0]}'`);
-  }
-  return out;
 }

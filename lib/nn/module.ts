@@ -1,7 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
+import { Progress } from "../core/progress";
 import { Rng } from "../core/random";
 import { HostTensor } from "../io/host_tensor";
-import { ExpectedWeight, mapWeights, MapOptions, TorchLayout } from "../io/weight_map";
+import { LazyTensor } from "../io/safetensors";
+import { recordSource, TensorSource } from "../io/tensor_source";
+import { ExpectedWeight, MapOptions, streamWeights, torchShape, TorchLayout, WeightOptions } from "../io/weight_map";
 
 // Modules in the nanoGPT spirit: plain classes whose fields *are* the parameter tree. A field holding a
 // tf.Variable is a parameter, a Module is a child, an array of Modules is a numbered list of children.
@@ -54,22 +57,46 @@ export abstract class Module {
 
   /** Load a PyTorch-layout state dict (any file format that yields host tensors). */
   loadStateDict(tensors: Record<string, HostTensor>, opts: MapOptions): void {
-    const mapped = mapWeights(tensors, this.expectedWeights(), opts);
-    for (const [name, v] of this.namedVariables()) {
-      const t = tf.tensor(mapped.get(name)!, v.shape, "float32");
+    this.loadWeights(recordSource(tensors, opts.source), opts);
+  }
+
+  /**
+   * Stream PyTorch-layout weights from a source into the variables, one tensor at a time: a big network loads
+   * without a second copy of its weights on the host. Checks every key and shape before reading any data.
+   */
+  loadWeights(src: TensorSource, opts: WeightOptions & { progress?: Progress } = {}): void {
+    const vars = new Map(this.namedVariables());
+    streamWeights(src, this.expectedWeights(), opts, (e, data) => {
+      const v = vars.get(e.name)!;
+      const t = tf.tensor(data, v.shape, "float32");
       v.assign(t);
       t.dispose();
-    }
+      opts.progress?.tick();
+    });
+    opts.progress?.finish();
+  }
+
+  /** The state dict in PyTorch layout, each tensor read from the engine only when asked for (for writing big models). */
+  lazyStateDict(): Array<[string, LazyTensor]> {
+    return this.namedVariables().map(([name, v]): [string, LazyTensor] => {
+      const shape = torchShape({ name, shape: v.shape, layout: layouts.get(v) ?? "plain" });
+      const read = (): HostTensor => {
+        const t = torchLayout(v);
+        const data = t.dataSync() as Float32Array;
+        t.dispose();
+        return { dtype: "float32", shape, data };
+      };
+      return [name, { dtype: "float32", shape, read }];
+    });
   }
 
   /** Host copies in PyTorch layout, for writing checkpoints other tools can read. */
   async stateDict(): Promise<Record<string, HostTensor>> {
     const out: Record<string, HostTensor> = {};
     for (const [name, v] of this.namedVariables()) {
-      const layout = layouts.get(v) ?? "plain";
-      const t = layout === "conv" ? tf.transpose(v, [3, 2, 0, 1]) : layout === "linear" ? tf.transpose(v) : v;
+      const t = torchLayout(v);
       out[name] = { dtype: "float32", shape: t.shape, data: (await t.data()) as Float32Array };
-      if (t !== v) t.dispose();
+      t.dispose();
     }
     return out;
   }
@@ -77,6 +104,12 @@ export abstract class Module {
   dispose(): void {
     for (const [, v] of this.namedVariables()) v.dispose();
   }
+}
+
+/** A variable as PyTorch stores it (a new tensor for the caller to dispose). */
+function torchLayout(v: tf.Variable): tf.Tensor {
+  const layout = layouts.get(v) ?? "plain";
+  return layout === "conv" ? tf.transpose(v, [3, 2, 0, 1]) : layout === "linear" ? tf.transpose(v) : tf.clone(v);
 }
 
 /** A parameter; `layout` records how PyTorch stores it so checkpoints convert on load and save. */
@@ -87,8 +120,25 @@ export function param(value: tf.Tensor, layout: TorchLayout = "plain", trainable
   return v;
 }
 
+let skipInit = 0;
+
+/**
+ * Build modules whose conv and linear weights are zeros instead of random draws: for weights that are loaded right
+ * after (SD1.5's UNet has 860M of them), or to count a big network's parameters (the cpu engine does not touch
+ * zero-filled memory, so it costs no RAM).
+ */
+export function withoutInit<T>(build: () => T): T {
+  skipInit++;
+  try {
+    return build();
+  } finally {
+    skipInit--;
+  }
+}
+
 /** PyTorch's default init for conv and linear layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform, a=sqrt(5)). */
 export function torchUniform(shape: number[], fanIn: number, rng: Rng): tf.Tensor {
+  if (skipInit > 0) return tf.zeros(shape);
   const b = 1 / Math.sqrt(fanIn);
   return tf.randomUniform(shape, -b, b, "float32", rng.seed());
 }
@@ -96,6 +146,13 @@ export function torchUniform(shape: number[], fanIn: number, rng: Rng): tf.Tenso
 /** A module that maps one tensor to one tensor, so it can sit in a Sequential. */
 export abstract class Layer extends Module {
   abstract forward(x: tf.Tensor4D): tf.Tensor4D;
+}
+
+/** A parameterless torch layer that is the identity at inference (Dropout); it keeps a ModuleList's numbering. */
+export class Identity extends Layer {
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return x;
+  }
 }
 
 export class Sequential extends Layer {
