@@ -5,7 +5,8 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { fromRoot } from "../lib/core/paths";
-import { chooseNotebooks, duration, parseArgs, planLines, resumeCommand } from "../lib/bin/reproduce";
+import { chooseNotebooks, parseArgs, planLines, resumeCommand } from "../lib/bin/reproduce";
+import { formatDuration } from "../lib/core/progress";
 import { parsePercent, toNotebook } from "../lib/bin/make_notebook";
 
 const script = path.join(__dirname, "..", "lib", "bin", "reproduce.js");
@@ -33,11 +34,11 @@ test("notebooks are chosen by name; a filter that matches none lists them", () =
 
 test("the plan names every notebook with its estimate and a total; a stop names the command that resumes", () => {
   const lines = planLines(["00_environment.ipynb", "01_latent_lpips_reconstruction.ipynb", "zz_new.ipynb"], "cpu");
-  assert.match(lines[0], /^  00_environment +~\d+s  tiny convnet: 300 steps, batch 32$/);
+  assert.match(lines[0], /^  00_environment +~[\d.]+s  tiny convnet: 300 steps, batch 32$/);
   assert.match(lines[1], /^  01_latent_lpips_reconstruction +~\d+m\d\ds  4 losses x 1500 steps \+ 1 loss x 80 steps at 256 px/);
   assert.match(lines[2], /zz_new +\?  \(no estimate/);
   assert.match(lines[3], /^  total +~\d+m\d\ds  \(\+ 1 without an estimate\)$/);
-  assert.deepEqual([duration(42.4), duration(185), duration(3725)], ["42s", "3m05s", "1h02m"]);
+  assert.deepEqual([formatDuration(42.44), formatDuration(185), formatDuration(3725)], ["42.4s", "3m05s", "1h02m"]);
   const all = ["00_environment.ipynb", "01_latent_lpips_reconstruction.ipynb", "02_cifar10_convergence.ipynb"];
   assert.equal(resumeCommand("cpu", parseArgs([], {}), all.slice(1), all), "npm run reproduce -- 01 02");
   assert.equal(resumeCommand("smoke", parseArgs(["--update-figures"], {}), all.slice(2), all), "D2G_SCALE=smoke npm run reproduce -- --update-figures 02");
@@ -82,7 +83,7 @@ test("Ctrl-C stops a notebook mid-cell: one line, exit 130, the partial notebook
   assert.doesNotMatch(log + err, /Traceback|Error/);
   const lines = err.trim().split("\n");
   assert.equal(lines.length, 1, err);
-  assert.match(lines[0], /^reproduce: stopped during b_long after \d+s; kept finished a_quick \(.*\), the partly executed .*b_long\.stopped\.ipynb, the run state in .*runs\/smoke; resume with: D2G_SCALE=smoke npm run reproduce -- --dir .* --out .* b$/);
+  assert.match(lines[0], /^reproduce: stopped during b_long after [\d.]+s; kept finished a_quick \(.*\), the partly executed .*b_long\.stopped\.ipynb, the run state in .*runs\/smoke; resume with: D2G_SCALE=smoke npm run reproduce -- --dir .* --out .* b$/);
   const partial = JSON.parse(fs.readFileSync(path.join(out, "b_long.stopped.ipynb"), "utf8"));
   assert.deepEqual(partial.cells[0].outputs.map((o: { text: string[] }) => o.text.join("")), ["start\n"]);
   assert.deepEqual(partial.cells[2].outputs, []);

@@ -29,7 +29,7 @@ function runner(...args: string[]) {
 test("a good notebook runs; its executed copy holds the outputs, the source stays clean", () => {
   const r = runner("good");
   assert.equal(r.status, 0, r.log);
-  assert.match(r.log, /\[1\/1\] a_good\.ipynb ok in \d+s/);
+  assert.match(r.log, /\[1\/1\] a_good\.ipynb ok in [\d.]+s/);
   const executed = JSON.parse(fs.readFileSync(path.join(out, "a_good.ipynb"), "utf8"));
   assert.deepEqual(executed.cells[1].outputs.map((o: { text: string[] | string }) => [o.text].flat().join("")), ["answer 42 at smoke\n"]);
   const source = JSON.parse(fs.readFileSync(path.join(dir, "a_good.ipynb"), "utf8"));

@@ -14,6 +14,7 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { fromRoot } from "../core/paths";
+import { formatDuration } from "../core/progress";
 import { notebookPlan } from "../experiments/plan";
 import { chromiumPath } from "../viz/plot";
 import { byScale, currentScale, Scale } from "../experiments/scale";
@@ -82,15 +83,6 @@ export function chooseNotebooks(dir: string, filters: readonly string[]): string
   return filters.length ? all.filter((f) => filters.some((s) => f.includes(s))) : all;
 }
 
-/** "1h02m", "3m05s", "42s" */
-export function duration(s: number): string {
-  if (!isFinite(s)) return "?";
-  const r = Math.round(s);
-  if (r >= 3600) return `${Math.floor(r / 3600)}h${String(Math.round((r % 3600) / 60)).padStart(2, "0")}m`;
-  if (r >= 60) return `${Math.floor(r / 60)}m${String(r % 60).padStart(2, "0")}s`;
-  return `${r}s`;
-}
-
 /** The plan as printed before the run: one line per notebook with its estimate and what it runs. */
 export function planLines(notebooks: readonly string[], scale: Scale): string[] {
   const stems = notebooks.map((n) => n.replace(/\.ipynb$/, ""));
@@ -104,9 +96,9 @@ export function planLines(notebooks: readonly string[], scale: Scale): string[] 
       return `  ${stem.padEnd(width)}  ${"?".padStart(7)}  (no estimate for this notebook)`;
     }
     total += plan.seconds;
-    return `  ${stem.padEnd(width)}  ${("~" + duration(plan.seconds)).padStart(7)}  ${plan.summary}`;
+    return `  ${stem.padEnd(width)}  ${("~" + formatDuration(plan.seconds)).padStart(7)}  ${plan.summary}`;
   });
-  lines.push(`  ${"total".padEnd(width)}  ${("~" + duration(total)).padStart(7)}${unknown ? `  (+ ${unknown} without an estimate)` : ""}`);
+  lines.push(`  ${"total".padEnd(width)}  ${("~" + formatDuration(total)).padStart(7)}${unknown ? `  (+ ${unknown} without an estimate)` : ""}`);
   return lines;
 }
 
@@ -240,14 +232,14 @@ async function main(): Promise<number> {
         fs.existsSync(path.join(outDir, `${stem}.stopped.ipynb`)) ? `the partly executed ${path.join(outDir, `${stem}.stopped.ipynb`)}` : "",
         `the run state in ${runDir}`,
       ].filter(Boolean);
-      console.error(`reproduce: stopped during ${stem} after ${duration(seconds)}; kept ${kept.join(", ")}; resume with: ${resumeCommand(scale, args, chosen.slice(k), chosen)}`);
+      console.error(`reproduce: stopped during ${stem} after ${formatDuration(seconds)}; kept ${kept.join(", ")}; resume with: ${resumeCommand(scale, args, chosen.slice(k), chosen)}`);
       return 130;
     }
     if (code !== 0) {
-      console.error(`${tag} FAILED after ${duration(seconds)} (exit ${code}; the failing cell and its outputs are above)`);
+      console.error(`${tag} FAILED after ${formatDuration(seconds)} (exit ${code}; the failing cell and its outputs are above)`);
       return 1;
     }
-    console.log(`${tag} ok in ${duration(seconds)}`);
+    console.log(`${tag} ok in ${formatDuration(seconds)}`);
     outcomes.push({ notebook: name, seconds, estimate: notebookPlan(name.replace(/\.ipynb$/, ""), scale)?.seconds, files: written(before, snapshot(figures)) });
   }
   if (stopped) {
@@ -261,11 +253,11 @@ async function main(): Promise<number> {
     for (const o of outcomes) fs.copyFileSync(path.join(outDir, o.notebook), path.join(executed, o.notebook));
   }
   const width = Math.max(...outcomes.map((o) => o.notebook.length - 6), 8);
-  console.log(`\nreproduce: ${outcomes.length} notebook${outcomes.length === 1 ? "" : "s"} at scale ${scale} in ${duration((Date.now() - t0) / 1000)}`);
+  console.log(`\nreproduce: ${outcomes.length} notebook${outcomes.length === 1 ? "" : "s"} at scale ${scale} in ${formatDuration((Date.now() - t0) / 1000)}`);
   console.log(`  ${"notebook".padEnd(width)}  ${"time".padStart(7)}  ${"planned".padStart(7)}  figures and tables in ${figures}`);
   for (const o of outcomes) {
-    const est = o.estimate === undefined ? "?" : duration(o.estimate);
-    console.log(`  ${o.notebook.replace(/\.ipynb$/, "").padEnd(width)}  ${duration(o.seconds).padStart(7)}  ${est.padStart(7)}  ${o.files.join(" ") || "(none)"}`);
+    const est = o.estimate === undefined ? "?" : formatDuration(o.estimate);
+    console.log(`  ${o.notebook.replace(/\.ipynb$/, "").padEnd(width)}  ${formatDuration(o.seconds).padStart(7)}  ${est.padStart(7)}  ${o.files.join(" ") || "(none)"}`);
   }
   console.log(`executed notebooks: ${outDir}${args.updateFigures ? ` (copied to ${path.join(args.dir, "executed")})` : ""}`);
   return 0;

@@ -29,8 +29,8 @@ apt_waiting() {
   while :; do
     rc=0
     "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout="$LOCK_WAIT" "$@" 2>"$log" || rc=$?
-    cat "$log" >&2
     if [ "$rc" -eq 0 ] || ! grep -q "Could not get lock" "$log" || [ "$SECONDS" -ge "$deadline" ]; then
+      cat "$log" >&2
       rm -f "$log"
       [ "$rc" -eq 0 ] || echo "setup: apt-get $* failed (exit $rc)${said:+ after waiting ${LOCK_WAIT}s for the apt lock}" >&2
       return "$rc"

@@ -17,10 +17,13 @@ export interface ProgressState {
 
 export type ProgressSink = (s: ProgressState) => void;
 
-function fmtTime(s: number): string {
+/** "42.4s", "3m05s", "1h02m"; "?" when unknown (an ETA before the first step). */
+export function formatDuration(s: number): string {
   if (!isFinite(s)) return "?";
-  const m = Math.floor(s / 60);
-  return m > 0 ? `${m}m${Math.round(s % 60).toString().padStart(2, "0")}s` : `${s.toFixed(1)}s`;
+  if (s < 60) return `${s.toFixed(1)}s`;
+  const r = Math.round(s);
+  if (r >= 3600) return `${Math.floor(r / 3600)}h${String(Math.round((r % 3600) / 60)).padStart(2, "0")}m`;
+  return `${Math.floor(r / 60)}m${String(r % 60).padStart(2, "0")}s`;
 }
 
 function fmtMetrics(metrics: Record<string, number>): string {
@@ -33,12 +36,12 @@ export function formatProgress(s: ProgressState, width = 24): string {
   const frac = s.total > 0 ? Math.min(1, s.step / s.total) : 0;
   const fill = Math.round(frac * width);
   const bar = "#".repeat(fill) + ".".repeat(width - fill);
-  return `${s.label} [${bar}] ${s.step}/${s.total} ${s.rate.toFixed(2)} it/s elapsed ${fmtTime(s.elapsedS)} eta ${fmtTime(s.etaS)} ${fmtMetrics(s.metrics)}`.trimEnd();
+  return `${s.label} [${bar}] ${s.step}/${s.total} ${s.rate.toFixed(2)} it/s elapsed ${formatDuration(s.elapsedS)} eta ${formatDuration(s.etaS)} ${fmtMetrics(s.metrics)}`.trimEnd();
 }
 
 /** One plain line, no bar and no control characters: for logs that other programs relay (a runner, TAP). */
 export function formatProgressLine(s: ProgressState): string {
-  const timing = s.done ? `done in ${fmtTime(s.elapsedS)}` : `elapsed ${fmtTime(s.elapsedS)} eta ${fmtTime(s.etaS)}`;
+  const timing = s.done ? `done in ${formatDuration(s.elapsedS)}` : `elapsed ${formatDuration(s.elapsedS)} eta ${formatDuration(s.etaS)}`;
   return `${s.label}: ${s.step}/${s.total} ${s.rate.toFixed(2)} it/s ${timing} ${fmtMetrics(s.metrics)}`.trimEnd();
 }
 
