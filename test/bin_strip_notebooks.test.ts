@@ -4,6 +4,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { fromRoot } from "../lib/core/paths";
+import { NOTEBOOK_METADATA } from "../lib/bin/make_notebook";
 import { outputsIn, stripOutputs } from "../lib/bin/strip_notebooks";
 
 /** The source notebooks as committed: git's index in a git checkout (what a commit takes), else the files. */
@@ -31,12 +32,12 @@ const executed = {
       outputs: [{ name: "stdout", output_type: "stream", text: ["1\n"] }],
     },
   ],
-  metadata: { kernelspec: { name: "tslab" } },
+  metadata: { kernelspec: { display_name: "TypeScript (another checkout)", name: "tslab" }, language_info: { name: "typescript", version: "3.7.2" }, widgets: {} },
   nbformat: 4,
   nbformat_minor: 5,
 };
 
-test("stripping removes outputs, counts and timings, keeps sources and other metadata, in Jupyter's key order", () => {
+test("stripping removes outputs, counts and timings, restores the kernel metadata, keeps the rest, in Jupyter's key order", () => {
   const text = JSON.stringify(executed);
   assert.deepEqual(outputsIn(text, "x.ipynb"), ["cell 2: 1 output", "cell 2: execution count 3", "cell 2: execution timings"]);
   const clean = stripOutputs(text, "x.ipynb");
@@ -44,6 +45,8 @@ test("stripping removes outputs, counts and timings, keeps sources and other met
   const nb = JSON.parse(clean);
   assert.deepEqual(nb.cells[1], { cell_type: "code", execution_count: null, id: "c", metadata: { tags: ["keep"] }, outputs: [], source: ["console.log(1)"] });
   assert.deepEqual(nb.cells[0], executed.cells[0]);
+  // the kernel metadata a Jupyter session rewrites goes back to the project's; other metadata stays
+  assert.deepEqual(nb.metadata, { ...NOTEBOOK_METADATA, widgets: {} });
   assert.ok(clean.startsWith('{\n "cells": [\n  {\n   "cell_type": "markdown",') && clean.endsWith("}\n"), clean);
   assert.equal(stripOutputs(clean, "x.ipynb"), clean);
   assert.throws(() => stripOutputs("{", "bad.ipynb"), /bad\.ipynb: not a notebook \(invalid JSON/);

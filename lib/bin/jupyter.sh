@@ -9,7 +9,7 @@ root="$PWD"
 export JUPYTER_PATH="$root/.jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 for app in jupyter-notebook jupyter-lab; do
   if command -v "$app" >/dev/null; then
-    echo "jupyter: $app with JUPYTER_PATH=$JUPYTER_PATH (kernel \"TypeScript (d2g: $root)\")"
+    echo "jupyter: $app with JUPYTER_PATH=$JUPYTER_PATH (its \"TypeScript\" kernel is this checkout's)"
     exec "$app" --notebook-dir="$root/notebooks" "$@"
   fi
 done

@@ -84,11 +84,11 @@ if [ ! -d "$root/node_modules/tslab" ]; then
   exit 1
 fi
 # The kernel spec is written by node (always present here) so its JSON is quoted correctly whatever the path.
-ROOT="$root" KERNEL="$KERNEL" SPEC="$SPEC" node -e '
+KERNEL="$KERNEL" SPEC="$SPEC" node -e '
 const fs = require("fs"), path = require("path");
 const spec = {
   argv: [process.env.KERNEL, "kernel", "--config-path", "{connection_file}"],
-  display_name: "TypeScript (d2g: " + process.env.ROOT + ")",
+  display_name: "TypeScript",
   language: "typescript",
   interrupt_mode: "signal",
 };

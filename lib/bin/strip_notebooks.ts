@@ -1,7 +1,8 @@
 // npm run strip [-- --check | --filter]
 // The source notebooks (notebooks/*.ipynb) are committed without outputs; executed copies live in runs/ and
 // notebooks/executed/. Jupyter's autosave writes outputs into the sources, so:
-//   (no option)  strip outputs, execution counts and execution timings from notebooks/*.ipynb in place
+//   (no option)  strip outputs, execution counts and execution timings from notebooks/*.ipynb in place, and put
+//                back the kernel metadata a Jupyter session rewrites (make_notebook.ts NOTEBOOK_METADATA)
 //   --check      list the notebooks that hold any, exit 1 if one does
 //   --filter     stdin to stdout: the git clean filter `npm run setup` registers (.gitattributes), so a commit
 //                never carries outputs whatever the working copy holds
@@ -11,6 +12,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { fromRoot } from "../core/paths";
+import { NOTEBOOK_METADATA } from "./make_notebook";
 
 interface Cell {
   cell_type: string;
@@ -21,6 +23,7 @@ interface Cell {
 
 interface Notebook {
   cells: Cell[];
+  metadata?: Record<string, unknown>;
 }
 
 function sortKeys(v: unknown): unknown {
@@ -57,9 +60,11 @@ export function outputsIn(text: string, file: string): string[] {
   return found;
 }
 
-/** The notebook without outputs, execution counts and execution timings, in Jupyter's format. */
+/** The notebook without outputs, execution counts and execution timings, with the project's kernel metadata, in
+ * Jupyter's format. */
 export function stripOutputs(text: string, file: string): string {
   const nb = parse(text, file);
+  nb.metadata = { ...nb.metadata, ...NOTEBOOK_METADATA };
   for (const c of nb.cells) {
     if (c.cell_type !== "code") continue;
     c.outputs = [];
