@@ -83,7 +83,7 @@ test("Ctrl-C stops a notebook mid-cell: one line, exit 130, the partial notebook
   assert.doesNotMatch(log + err, /Traceback|Error/);
   const lines = err.trim().split("\n");
   assert.equal(lines.length, 1, err);
-  assert.match(lines[0], /^reproduce: stopped during b_long after [\d.]+s; kept finished a_quick \(.*\), the partly executed .*b_long\.stopped\.ipynb, the run state in .*runs\/smoke; resume with: D2G_SCALE=smoke npm run reproduce -- --dir .* --out .* b$/);
+  assert.match(lines[0], /^reproduce: stopped during b_long after [\d.]+s; kept finished a_quick \(.*\), the partly executed .*b_long\.stopped\.ipynb, the run state in .*runs; resume with: D2G_SCALE=smoke npm run reproduce -- --dir .* --out .* b$/);
   const partial = JSON.parse(fs.readFileSync(path.join(out, "b_long.stopped.ipynb"), "utf8"));
   assert.deepEqual(partial.cells[0].outputs.map((o: { text: string[] }) => o.text.join("")), ["start\n"]);
   assert.deepEqual(partial.cells[2].outputs, []);
@@ -101,3 +101,14 @@ function cwdOf(pid: string): string | undefined {
     return undefined;
   }
 }
+
+test("--update-figures at cpu scale also puts the executed copies beside the sources, in executed/", () => {
+  const nbDir = path.join(dir, "update");
+  fs.mkdirSync(nbDir);
+  fs.writeFileSync(path.join(nbDir, "c_tiny.ipynb"), JSON.stringify(toNotebook(parsePercent("// %%\nconsole.log(process.env.D2G_FIGURES);\n", "c"))));
+  const r = run(["--dir", nbDir, "--out", path.join(dir, "update-out"), "--update-figures"], { D2G_SCALE: "cpu" });
+  assert.equal(r.status, 0, r.out + r.err);
+  const copy = JSON.parse(fs.readFileSync(path.join(nbDir, "executed", "c_tiny.ipynb"), "utf8"));
+  assert.deepEqual(copy.cells[0].outputs.map((o: { text: string[] }) => o.text.join("")), [`${fromRoot("figures")}\n`]);
+  assert.match(r.out, /c_tiny +[\d.]+s +\? +\(none\)/);
+});

@@ -4,8 +4,8 @@
 // same runner. First it says what it will run and how long each notebook should take (lib/experiments/plan.ts);
 // while a notebook runs, each long loop's progress reaches the terminal as plain lines from the kernel
 // (D2G_PROGRESS_LINES, lib/core/progress.ts); at the end, a table of times and the files each notebook wrote.
-// Everything goes under runs/<scale>/: executed notebooks, figures and tables, the experiments' run state, so a
-// run never touches tracked files unless --update-figures asks for the committed figures/.
+// Executed notebooks, figures and tables go to runs/<scale>/ and the experiments keep their run state under runs/,
+// so a run never touches tracked files unless --update-figures asks for the committed figures/.
 // A failing cell stops the run (exit 1) after printing the cell and its outputs: tslab reports a cell's error
 // only there (see execute_notebook.py). Ctrl-C stops it (exit 130) with one line saying what was kept and how to
 // resume; a rerun resumes from the run state the experiments keep.
@@ -151,6 +151,12 @@ function written(before: Map<string, number>, after: Map<string, number>): strin
   return [...after].filter(([f, t]) => before.get(f) !== t).map(([f]) => f).sort();
 }
 
+/** --update-figures: the executed copy also goes to <notebooks>/executed/, where it is committed. */
+function copyExecuted(outDir: string, dir: string, name: string): void {
+  fs.mkdirSync(path.join(dir, "executed"), { recursive: true });
+  fs.copyFileSync(path.join(outDir, name), path.join(dir, "executed", name));
+}
+
 interface Outcome {
   notebook: string;
   seconds: number;
@@ -182,7 +188,9 @@ async function main(): Promise<number> {
 
   console.log(`reproduce: ${chosen.length} notebook${chosen.length === 1 ? "" : "s"} at scale ${scale}; estimates from the configs and costs measured with wasm on 2 cores (lib/experiments/plan.ts):`);
   for (const line of planLines(chosen, scale)) console.log(line);
-  console.log(`executed notebooks: ${outDir}\nfigures and tables: ${figures}\nrun state: ${runDir} (kept between runs: a rerun resumes)`);
+  // the experiments keep their checkpoints under runs/ (per scale); nothing here deletes them
+  const runState = fromRoot("runs");
+  console.log(`executed notebooks: ${outDir}\nfigures and tables: ${figures}\nrun state: ${runState} (kept between runs: a rerun resumes)`);
   if (args.planOnly) return 0;
 
   const env: NodeJS.ProcessEnv = {
@@ -230,7 +238,7 @@ async function main(): Promise<number> {
       const kept = [
         outcomes.length ? `finished ${outcomes.map((o) => o.notebook.replace(/\.ipynb$/, "")).join(", ")} (${outDir})` : "",
         fs.existsSync(path.join(outDir, `${stem}.stopped.ipynb`)) ? `the partly executed ${path.join(outDir, `${stem}.stopped.ipynb`)}` : "",
-        `the run state in ${runDir}`,
+        `the run state in ${runState}`,
       ].filter(Boolean);
       console.error(`reproduce: stopped during ${stem} after ${formatDuration(seconds)}; kept ${kept.join(", ")}; resume with: ${resumeCommand(scale, args, chosen.slice(k), chosen)}`);
       return 130;
@@ -240,6 +248,8 @@ async function main(): Promise<number> {
       return 1;
     }
     console.log(`${tag} ok in ${formatDuration(seconds)}`);
+    // copied as each finishes, so a stopped run keeps the ones it completed
+    if (args.updateFigures) copyExecuted(outDir, args.dir, name);
     outcomes.push({ notebook: name, seconds, estimate: notebookPlan(name.replace(/\.ipynb$/, ""), scale)?.seconds, files: written(before, snapshot(figures)) });
   }
   if (stopped) {
@@ -247,11 +257,6 @@ async function main(): Promise<number> {
     return 130;
   }
 
-  if (args.updateFigures) {
-    const executed = path.join(args.dir, "executed");
-    fs.mkdirSync(executed, { recursive: true });
-    for (const o of outcomes) fs.copyFileSync(path.join(outDir, o.notebook), path.join(executed, o.notebook));
-  }
   const width = Math.max(...outcomes.map((o) => o.notebook.length - 6), 8);
   console.log(`\nreproduce: ${outcomes.length} notebook${outcomes.length === 1 ? "" : "s"} at scale ${scale} in ${formatDuration((Date.now() - t0) / 1000)}`);
   console.log(`  ${"notebook".padEnd(width)}  ${"time".padStart(7)}  ${"planned".padStart(7)}  figures and tables in ${figures}`);

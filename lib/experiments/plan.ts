@@ -51,24 +51,32 @@ const STEP_MS: Record<LossKind, (sizePx: number) => number> = {
 
 export const COSTS = {
   reconstructionStepMs: STEP_MS,
-  /** One evaluation of a latent (TAEF2 decode, PSNR, LatentLPIPS) in ms; `npm run bench:plan -- reconstruction`. */
+  /**
+   * One evaluation of a latent (TAEF2 decode, PSNR, LatentLPIPS) in ms: notebook 01's cpu wall time (1,051 s) less
+   * its steps (figures/01_summary.csv) and fixed cost, over its 66 evaluations and 5 probes. Its growth with the
+   * image is bench:plan's: 977 ms at 128 px against 4,906 ms at 256 px (under load), about the pixel ratio.
+   */
   reconstructionEvalMs: perLatentPixel([[256, 900]]),
   /** Tiny convnet of notebook 00: ms per image and step at width 16 (figures/00_summary.csv: 115.3 ms at batch 32). */
   environmentImageStepMs: 115.3 / 32,
-  // Notebook 02 at its cpu settings (16x16 stand-in teacher, batch 32, LPIPS at 32 px, FID-C10 on 500 samples
-  // against 2,000 test images); `npm run bench:plan -- cifar`.
-  teacherEvalMsPerImage: 1,
-  d2gRegressionStepS: 1,
-  d2gGanStepS: 1,
-  cdStepS: 1,
-  fidEvalS: 1,
-  referenceFeaturesS: 1,
+  // Notebook 02 at its cpu settings (16x16 stand-in teacher, batch 32, LPIPS at 32 px, FID-C10 of 500 samples
+  // against 2,000 test images): `npm run bench:plan` on 2026-11-30 under load average 12-14 (other jobs on both
+  // cores), divided by 2.74, the ratio of a LatentLPIPS step at 256 px timed in the same run (418.8 ms) to notebook
+  // 01's quiet one (152.8 ms). Re-measure on a quiet machine.
+  teacherEvalMsPerImage: 16.75 / 2.74,
+  d2gRegressionStepS: 5.65 / 2.74,
+  d2gGanStepS: 15.69 / 2.74,
+  cdStepS: 5.49 / 2.74,
+  fidEvalS: 17.59 / 2.74,
+  /** An earlier run (load average 8.5): 0.41 s; the later one could not separate it from the noise. */
+  referenceFeaturesS: 0.41,
   /**
    * Per notebook, what does not grow with the config: kernel start, TypeScript compile of the imports, engine,
-   * weights, Chromium's start for the first figure. Each notebook's smoke-scale wall time less its estimated work
-   * (`npm run test:notebooks`).
+   * weights, Chromium's start for the first figure. The smoke-scale wall times of 2026-11-30 (34.6, 62, 182 and 86 s
+   * under load average 12-18) divided by the same 2.74, less each one's estimated work. Re-measure on a quiet
+   * machine (`D2G_SCALE=smoke npm run reproduce` prints each notebook's time beside its estimate).
    */
-  notebookFixedS: { "00_environment": 10, "01_latent_lpips_reconstruction": 30, "02_cifar10_convergence": 30, "05_augmentation_ablation": 30 } as Record<string, number>,
+  notebookFixedS: { "00_environment": 9, "01_latent_lpips_reconstruction": 20, "02_cifar10_convergence": 42, "05_augmentation_ablation": 27 } as Record<string, number>,
 };
 
 const fixed = (notebook: string): PlanPart => ({ what: "kernel, engine, weights, figures", seconds: COSTS.notebookFixedS[notebook] ?? 0 });
