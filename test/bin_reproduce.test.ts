@@ -64,10 +64,11 @@ test("a bad scale is one line and exit 2; --plan runs nothing; --update-figures 
 });
 
 test("Ctrl-C stops a notebook mid-cell: one line, exit 130, the partial notebook kept, the kernel shut down", async () => {
-  write("a_quick.ipynb", "// %%\nconsole.log('quick');\n");
+  // at cpu scale with --update-figures, which also copies each finished notebook into executed/ beside the sources
+  write("a_quick.ipynb", "// %%\nconsole.log(process.env.D2G_FIGURES);\n");
   write("b_long.ipynb", "// %%\nconsole.log('start');\n// %%\nfor (let i = 0; i < 600; i++) await new Promise((r) => setTimeout(r, 100));\n// %%\nconsole.log('never');\n");
   const out = path.join(dir, "out");
-  const child = spawn(process.execPath, [script, "--dir", dir, "--out", out], { env: { ...process.env, D2G_SCALE: "smoke" }, detached: true });
+  const child = spawn(process.execPath, [script, "--dir", dir, "--out", out, "--update-figures"], { env: { ...process.env, D2G_SCALE: "cpu" }, detached: true });
   let log = "";
   let err = "";
   child.stdout.on("data", (d) => (log += d));
@@ -83,12 +84,14 @@ test("Ctrl-C stops a notebook mid-cell: one line, exit 130, the partial notebook
   assert.doesNotMatch(log + err, /Traceback|Error/);
   const lines = err.trim().split("\n");
   assert.equal(lines.length, 1, err);
-  assert.match(lines[0], /^reproduce: stopped during b_long after [\d.]+s; kept finished a_quick \(.*\), the partly executed .*b_long\.stopped\.ipynb, the run state in .*runs; resume with: D2G_SCALE=smoke npm run reproduce -- --dir .* --out .* b$/);
+  assert.match(lines[0], /^reproduce: stopped during b_long after [\d.]+s; kept finished a_quick \(.*\), the partly executed .*b_long\.stopped\.ipynb, the run state in .*runs; resume with: npm run reproduce -- --update-figures --dir .* --out .* b$/);
   const partial = JSON.parse(fs.readFileSync(path.join(out, "b_long.stopped.ipynb"), "utf8"));
   assert.deepEqual(partial.cells[0].outputs.map((o: { text: string[] }) => o.text.join("")), ["start\n"]);
   assert.deepEqual(partial.cells[2].outputs, []);
-  assert.ok(fs.existsSync(path.join(out, "a_quick.ipynb")));
   assert.ok(!fs.existsSync(path.join(out, "b_long.ipynb")));
+  const copy = JSON.parse(fs.readFileSync(path.join(dir, "executed", "a_quick.ipynb"), "utf8"));
+  assert.deepEqual(copy.cells[0].outputs.map((o: { text: string[] }) => o.text.join("")), [`${fromRoot("figures")}\n`]);
+  assert.deepEqual(fs.readdirSync(path.join(dir, "executed")), ["a_quick.ipynb"]);
   // the kernel ran in the notebooks' folder: no process is left there
   const left = fs.existsSync("/proc") ? fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p) && cwdOf(p) === dir) : [];
   assert.deepEqual(left, [], "a kernel outlived the run");
@@ -102,13 +105,3 @@ function cwdOf(pid: string): string | undefined {
   }
 }
 
-test("--update-figures at cpu scale also puts the executed copies beside the sources, in executed/", () => {
-  const nbDir = path.join(dir, "update");
-  fs.mkdirSync(nbDir);
-  fs.writeFileSync(path.join(nbDir, "c_tiny.ipynb"), JSON.stringify(toNotebook(parsePercent("// %%\nconsole.log(process.env.D2G_FIGURES);\n", "c"))));
-  const r = run(["--dir", nbDir, "--out", path.join(dir, "update-out"), "--update-figures"], { D2G_SCALE: "cpu" });
-  assert.equal(r.status, 0, r.out + r.err);
-  const copy = JSON.parse(fs.readFileSync(path.join(nbDir, "executed", "c_tiny.ipynb"), "utf8"));
-  assert.deepEqual(copy.cells[0].outputs.map((o: { text: string[] }) => o.text.join("")), [`${fromRoot("figures")}\n`]);
-  assert.match(r.out, /c_tiny +[\d.]+s +\? +\(none\)/);
-});
