@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
+import { spawnSync } from "child_process";
+import * as path from "path";
 import { formatEngine, initEngine } from "../lib/backend/engine";
 
 test("an unknown D2G_BACKEND is a clear error listing the engines", async () => {
@@ -23,4 +25,17 @@ test("initEngine starts wasm once and reports it", async () => {
   await assert.rejects(initEngine({ backend: "cpu", quiet: true }), /already started as wasm/);
   assert.match(formatEngine(info), /^engine: wasm \(tfjs \d+\.\d+\.\d+, \d+ threads?, (no )?SIMD\)$/);
   assert.equal(formatEngine({ engine: "tfjs-node-gpu", version: "4.22.0", threads: 16, gpu: "NVIDIA H100" }), "engine: tfjs-node-gpu (tfjs 4.22.0, 16 threads, GPU NVIDIA H100)");
+});
+
+test("tfjs's advice to install its node backend is not printed; its other warnings still are", () => {
+  const tfjs = require.resolve("@tensorflow/tfjs");
+  const advice = path.join(__dirname, "..", "lib", "backend", "node_advice.js");
+  const script = `const tf = require(${JSON.stringify(tfjs)}); require(${JSON.stringify(advice)}).silenceNodeBackendAdvice();
+    tf.tensor1d([1, 2]).sum().dataSync(); tf.registerBackend("cpu", () => null);`;
+  const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stdout + r.stderr, /looks like you are running TensorFlow\.js in Node\.js/);
+  assert.match(r.stderr, /cpu backend was already registered/);
+  const bare = spawnSync(process.execPath, ["-e", `const tf = require(${JSON.stringify(tfjs)}); tf.tensor1d([1]).dataSync();`], { encoding: "utf8" });
+  assert.match(bare.stderr, /looks like you are running TensorFlow\.js in Node\.js/, "without it tfjs prints the advice (the test would prove nothing)");
 });

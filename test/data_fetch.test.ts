@@ -7,7 +7,9 @@ import * as os from "os";
 import * as path from "path";
 import { execFileSync, spawnSync } from "child_process";
 import { AddressInfo } from "net";
-import { ChecksumError, dataStatus, ensureData, fetchData, loadSources, resolveNames, Sources } from "../lib/data/fetch";
+import { dataStatus, ensureData, fetchData } from "../lib/data/fetch";
+import { loadSources, resolveNames, Sources } from "../lib/data/sources";
+import { ChecksumError } from "../lib/data/verified_write";
 import { writeZip } from "../lib/io/zip";
 
 const mirror = process.env.D2G_DATA_MIRROR;

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { loadSources, resolveNames } from "../lib/data/fetch";
+import { loadSources, resolveNames } from "../lib/data/sources";
 import { CONFIGS, OFFICIAL_FILES } from "../lib/experiments/cifar10_convergence";
 
 test("the paper scale of the CIFAR-10 comparison asks for official networks that data/sources.json lists with a checksum", () => {

@@ -21,7 +21,7 @@ write("a_good.ipynb", "// %% [markdown]\n// # fine\n// %%\nconst x: number = 20 
 write("b_bad.ipynb", "// %%\nconsole.log('before');\n// %%\nthrow new Error('deliberate failure 42');\n// %%\nconsole.log('never printed');\n");
 
 function runner(...args: string[]) {
-  const script = path.join(__dirname, "..", "lib", "bin", "run_notebooks.js");
+  const script = path.join(__dirname, "..", "lib", "bin", "reproduce.js");
   const r = spawnSync(process.execPath, [script, "--dir", dir, "--out", out, ...args], { encoding: "utf8", env: { ...process.env, D2G_SCALE: "smoke" } });
   return { status: r.status, log: r.stdout + r.stderr };
 }
@@ -47,8 +47,8 @@ test("a throwing cell fails the run, with the error message in the log", () => {
   assert.ok(fs.existsSync(path.join(out, "b_bad.failed.ipynb")), "the partly executed notebook is kept");
 });
 
-test("no matching notebook is an error", () => {
+test("a filter that matches no notebook is an error that lists the notebooks", () => {
   const r = runner("nothing-matches");
-  assert.equal(r.status, 1);
-  assert.match(r.log, /no notebooks in .* match nothing-matches/);
+  assert.equal(r.status, 2);
+  assert.match(r.log, /no notebook matches "nothing-matches"; the notebooks in .* are:\n  a_good\n  b_bad\n/);
 });

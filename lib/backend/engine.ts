@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { execFileSync } from "child_process";
 import * as os from "os";
+import { silenceNodeBackendAdvice } from "./node_advice";
 import { registerWasmTrainingKernels } from "./wasm_kernels";
 import { MAX_WASM_THREADS, startWasm } from "./wasm_threads";
 
@@ -131,7 +132,10 @@ export async function initEngine(opts: EngineOptions = {}): Promise<EngineInfo> 
   const source = opts.backend !== undefined ? "initEngine backend" : "D2G_BACKEND";
   const wanted = raw === undefined || raw === "" ? undefined : parseEngine(raw, source);
   if (!started) {
-    started = select(wanted, source, opts);
+    started = select(wanted, source, opts).then((info) => {
+      silenceNodeBackendAdvice();
+      return info;
+    });
     started.catch(() => (started = undefined));
   }
   const info = await started;

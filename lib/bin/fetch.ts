@@ -1,14 +1,18 @@
 // npm run data -- [names or groups] [--force] [--rehash]
 // With no names: list every file in data/sources.json and its state. With names: fetch them (from the offline
-// mirror when D2G_DATA_MIRROR is set, else from the official URLs), verify, and report.
+// mirror when there is one (D2G_DATA_MIRROR, else ../shared/data beside the checkout), else from the official
+// URLs), verify, and report.
 
-import { dataDir, dataStatus, fetchData, loadSources, mirrorDir, ListedFile } from "../data/fetch";
+import { dataDir, dataStatus, fetchData, ListedFile } from "../data/fetch";
+import { mirrorDir } from "../data/mirror";
+import { loadSources } from "../data/sources";
 
 const USAGE = `usage: npm run data -- [NAME|GROUP ...] [--force] [--rehash]
   no names   list every file, its state (ok / missing / corrupt / unverified) and where a fetch would get it
   --force    fetch again even if a verified copy is present
   --rehash   hash present files again instead of trusting the record of an earlier check
-env: D2G_DATA_DIR (default <repo>/data/downloads), D2G_DATA_MIRROR (offline mirror folder)`;
+env: D2G_DATA_DIR (default <repo>/data/downloads), D2G_DATA_MIRROR (offline mirror folder; default ../shared/data
+     beside the checkout when it exists)`;
 
 function fmtBytes(n: number | null | undefined): string {
   if (n === null || n === undefined) return "?";
@@ -36,7 +40,7 @@ async function main(): Promise<number> {
   }
   const names = args.filter((a) => !a.startsWith("-"));
   const mirror = mirrorDir();
-  console.log(`data dir: ${dataDir()}\nmirror:   ${mirror ?? "(none; set D2G_DATA_MIRROR to use one)"}`);
+  console.log(`data dir: ${dataDir()}\nmirror:   ${mirror ?? "(none; set D2G_DATA_MIRROR to use one, or put it at ../shared/data beside the checkout)"}`);
 
   if (names.length === 0) {
     const sources = loadSources();

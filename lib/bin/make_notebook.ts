@@ -33,6 +33,15 @@ function sourceLines(lines: string[]): string[] {
   return lines.map((l, i) => (i < lines.length - 1 ? l + "\n" : l));
 }
 
+/**
+ * The notebook-level metadata of every source notebook: the tslab kernel, and TypeScript 5.0.4, the compiler tslab
+ * runs cells with (its kernel_info says 3.7.2, which Jupyter would write back on every save).
+ */
+export const NOTEBOOK_METADATA = {
+  kernelspec: { display_name: "TypeScript", language: "typescript", name: "tslab" },
+  language_info: { codemirror_mode: { mode: "typescript", name: "javascript", typescript: true }, file_extension: ".ts", mimetype: "text/typescript", name: "typescript", version: "5.0.4" },
+};
+
 export function toNotebook(cells: Cell[]): object {
   return {
     cells: cells.map((c, i) => {
@@ -42,10 +51,7 @@ export function toNotebook(cells: Cell[]): object {
         ? { cell_type: "code", execution_count: null, id, metadata: {}, outputs: [], source }
         : { cell_type: "markdown", id, metadata: {}, source };
     }),
-    metadata: {
-      kernelspec: { display_name: "TypeScript", language: "typescript", name: "tslab" },
-      language_info: { codemirror_mode: { mode: "typescript", name: "javascript", typescript: true }, file_extension: ".ts", mimetype: "text/typescript", name: "typescript", version: "5.0.4" },
-    },
+    metadata: NOTEBOOK_METADATA,
     nbformat: 4,
     nbformat_minor: 5,
   };

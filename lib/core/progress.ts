@@ -1,5 +1,7 @@
+import * as fs from "fs";
+
 // Progress of long work (training, fetching, sampling). Lower layers only report; where the report goes
-// (a terminal bar, a live notebook display) is chosen once by whoever runs the work.
+// (a terminal bar, a live notebook display, nothing) is chosen once by whoever runs the work.
 
 export interface ProgressState {
   label: string;
@@ -15,20 +17,32 @@ export interface ProgressState {
 
 export type ProgressSink = (s: ProgressState) => void;
 
-function fmtTime(s: number): string {
+/** "42.4s", "3m05s", "1h02m"; "?" when unknown (an ETA before the first step). */
+export function formatDuration(s: number): string {
   if (!isFinite(s)) return "?";
-  const m = Math.floor(s / 60);
-  return m > 0 ? `${m}m${Math.round(s % 60).toString().padStart(2, "0")}s` : `${s.toFixed(1)}s`;
+  if (s < 60) return `${s.toFixed(1)}s`;
+  const r = Math.round(s);
+  if (r >= 3600) return `${Math.floor(r / 3600)}h${String(Math.round((r % 3600) / 60)).padStart(2, "0")}m`;
+  return `${Math.floor(r / 60)}m${String(r % 60).padStart(2, "0")}s`;
+}
+
+function fmtMetrics(metrics: Record<string, number>): string {
+  return Object.entries(metrics)
+    .map(([k, v]) => `${k}=${Math.abs(v) >= 1e3 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : v.toFixed(4)}`)
+    .join(" ");
 }
 
 export function formatProgress(s: ProgressState, width = 24): string {
   const frac = s.total > 0 ? Math.min(1, s.step / s.total) : 0;
   const fill = Math.round(frac * width);
   const bar = "#".repeat(fill) + ".".repeat(width - fill);
-  const metrics = Object.entries(s.metrics)
-    .map(([k, v]) => `${k}=${Math.abs(v) >= 1e3 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : v.toFixed(4)}`)
-    .join(" ");
-  return `${s.label} [${bar}] ${s.step}/${s.total} ${s.rate.toFixed(2)} it/s elapsed ${fmtTime(s.elapsedS)} eta ${fmtTime(s.etaS)} ${metrics}`.trimEnd();
+  return `${s.label} [${bar}] ${s.step}/${s.total} ${s.rate.toFixed(2)} it/s elapsed ${formatDuration(s.elapsedS)} eta ${formatDuration(s.etaS)} ${fmtMetrics(s.metrics)}`.trimEnd();
+}
+
+/** One plain line, no bar and no control characters: for logs that other programs relay (a runner, TAP). */
+export function formatProgressLine(s: ProgressState): string {
+  const timing = s.done ? `done in ${formatDuration(s.elapsedS)}` : `elapsed ${formatDuration(s.elapsedS)} eta ${formatDuration(s.etaS)}`;
+  return `${s.label}: ${s.step}/${s.total} ${s.rate.toFixed(2)} it/s ${timing} ${fmtMetrics(s.metrics)}`.trimEnd();
 }
 
 /** Redraws one line on a terminal; on a pipe (CI logs) prints a line at most every 10% so logs stay short. */
@@ -46,13 +60,70 @@ export const terminalSink: ProgressSink = (() => {
   };
 })();
 
-let activeSink: ProgressSink = terminalSink;
+export const silentSink: ProgressSink = () => undefined;
+
+/**
+ * Plain lines through `write`, per task at most one every `everyMs` and one when it finishes; a task that finishes
+ * within `everyMs` of its start or last line gets only its final line.
+ */
+export function lineSink(everyMs: number, write: (line: string) => void = (l) => process.stderr.write(l + "\n")): ProgressSink {
+  // per task: its elapsed time at its last line (0 = its start)
+  const last = new Map<string, number>();
+  return (s: ProgressState) => {
+    if (s.done) {
+      last.delete(s.label);
+      write(formatProgressLine(s));
+    } else if (s.step < s.total && 1000 * (s.elapsedS - (last.get(s.label) ?? 0)) >= everyMs) {
+      last.set(s.label, s.elapsedS);
+      write(formatProgressLine(s));
+    }
+  };
+}
+
+/**
+ * D2G_PROGRESS_LINES=<seconds>: every report, whatever the display sink, is also written to the process's stderr
+ * as a plain line at most that often per task. The notebook runner sets it for its kernels, whose stderr reaches
+ * the terminal while the cell's own display goes into the notebook.
+ */
+export function progressLinesEvery(env: Record<string, string | undefined> = process.env): number | undefined {
+  const v = env.D2G_PROGRESS_LINES;
+  if (v === undefined || v === "") return undefined;
+  const s = Number(v);
+  if (!(s > 0)) throw new Error(`D2G_PROGRESS_LINES=${JSON.stringify(v)}: expected seconds between progress lines (a positive number)`);
+  return s;
+}
+
+/**
+ * The display sink a process starts with: nothing under node's test runner (it relays stderr into TAP comments,
+ * where a bar is only escaped noise) or when the runner's plain lines are on; a terminal bar otherwise.
+ */
+export function initialSink(env: Record<string, string | undefined> = process.env): ProgressSink {
+  return env.NODE_TEST_CONTEXT || progressLinesEvery(env) !== undefined ? silentSink : terminalSink;
+}
+
+let activeSink: ProgressSink = initialSink();
+const linesEvery = progressLinesEvery();
+/** Straight to file descriptor 2: inside tslab, process.stderr.write is replaced by a stream into the running
+ * cell's output. A full pipe (EAGAIN) drops the line rather than the work. */
+function writeFd2(line: string): void {
+  try {
+    fs.writeSync(2, `  ${line}\n`);
+  } catch {
+    // progress lines are best effort
+  }
+}
+const runnerLines: ProgressSink = linesEvery === undefined ? silentSink : lineSink(linesEvery * 1000, writeFd2);
 
 /** Route all progress reports (e.g. to a notebook display); returns the previous sink. */
 export function setProgressSink(sink: ProgressSink): ProgressSink {
   const prev = activeSink;
   activeSink = sink;
   return prev;
+}
+
+function report(s: ProgressState): void {
+  activeSink(s);
+  runnerLines(s);
 }
 
 export class Progress {
@@ -79,14 +150,14 @@ export class Progress {
     const now = Date.now();
     if (now - this.last >= this.minIntervalMs || this.step === 1) {
       this.last = now;
-      activeSink(this.state(false));
+      report(this.state(false));
     }
   }
 
   finish(metrics?: Record<string, number>): ProgressState {
     if (metrics) Object.assign(this.metrics, metrics);
     const s = this.state(true);
-    activeSink(s);
+    report(s);
     return s;
   }
 }

@@ -2,11 +2,13 @@ import * as fs from "fs";
 import * as path from "path";
 import { fromRoot } from "../core/paths";
 
-// Figures and tables land in figures/ (committed, referenced by the README). The notebook runner points
-// D2G_FIGURES elsewhere for smoke runs so that CI never overwrites the committed results.
+// Figures and tables of a run land in runs/<scale>/figures/ (D2G_SCALE, default cpu, as lib/experiments/scale.ts
+// reads and checks it), so running a notebook never dirties the checkout. The committed figures/ change only when
+// D2G_FIGURES points there, which `npm run reproduce -- --update-figures` does.
 
 export function figuresDir(): string {
-  return process.env.D2G_FIGURES ? path.resolve(process.env.D2G_FIGURES) : fromRoot("figures");
+  if (process.env.D2G_FIGURES) return path.resolve(process.env.D2G_FIGURES);
+  return fromRoot("runs", process.env.D2G_SCALE || "cpu", "figures");
 }
 
 /** `<dir>/<name>.<ext>`, creating the folder; names are plain file stems so a typo cannot write outside it. */

@@ -1,0 +1,168 @@
+import { ABLATION_CONFIGS } from "./augmentation_ablation";
+import { CONFIGS as CONVERGENCE_CONFIGS } from "./cifar10_convergence";
+import { ENVIRONMENT_CONFIGS } from "./environment";
+import { LossKind, RECONSTRUCTION_CONFIGS } from "./reconstruction";
+import { Scale } from "./scale";
+
+// How long each notebook will take, before it runs: its experiment's config at the chosen scale (steps, sizes,
+// counts) times per-unit costs measured on the project's 2-core machine (wasm engine, 2 threads). `npm run
+// reproduce` prints these before it starts. Costs are wall times on that machine; another engine or machine
+// changes them all, and a rerun that resumes from checkpoints takes less.
+
+export interface PlanPart {
+  what: string;
+  seconds: number;
+}
+
+export interface NotebookPlan {
+  /** File stem, e.g. 01_latent_lpips_reconstruction. */
+  notebook: string;
+  /** What it runs, in a line. */
+  summary: string;
+  parts: PlanPart[];
+  seconds: number;
+}
+
+interface Estimate {
+  summary: string;
+  parts: PlanPart[];
+}
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** A cost in ms as a function of latent pixels ((size / 8)^2 for TAEF2), through the measured points. */
+function perLatentPixel(points: ReadonlyArray<readonly [sizePx: number, ms: number]>): (sizePx: number) => number {
+  const px = (s: number) => (s / 8) ** 2;
+  if (points.length === 1) return (s) => (points[0][1] * px(s)) / px(points[0][0]);
+  const [[s1, m1], [s2, m2]] = points;
+  // ms = a + b * latent pixels, the line through both points, never below a tenth of the smaller one
+  const b = (m2 - m1) / (px(s2) - px(s1));
+  return (s) => Math.max(0.1 * Math.min(m1, m2), m1 + b * (px(s) - px(s1)));
+}
+
+/** One optimisation step of notebook 01's losses: the cpu-scale runs' ms/step (figures/01_summary.csv at 256 px,
+ * figures/05_summary.csv at 128 px; E-LatentLPIPS at 128 px is the mean of 05's 19 augmented variants). */
+const STEP_MS: Record<LossKind, (sizePx: number) => number> = {
+  "latent-mse": perLatentPixel([[256, 1.3]]),
+  lpips: perLatentPixel([[256, 2232.3]]),
+  "latent-lpips": perLatentPixel([[128, 66.3], [256, 152.8]]),
+  "e-latent-lpips": perLatentPixel([[128, 70.5], [256, 185.5]]),
+};
+
+export const COSTS = {
+  reconstructionStepMs: STEP_MS,
+  /**
+   * One evaluation of a latent (TAEF2 decode, PSNR, LatentLPIPS) in ms: notebook 01's cpu wall time (1,051 s) less
+   * its steps (figures/01_summary.csv) and fixed cost, over its 66 evaluations and 5 probes. Its growth with the
+   * image is bench:plan's: 977 ms at 128 px against 4,906 ms at 256 px (under load), about the pixel ratio.
+   */
+  reconstructionEvalMs: perLatentPixel([[256, 900]]),
+  /** Tiny convnet of notebook 00: ms per image and step at width 16 (figures/00_summary.csv: 115.3 ms at batch 32). */
+  environmentImageStepMs: 115.3 / 32,
+  // Notebook 02 at its cpu settings (16x16 stand-in teacher, batch 32, LPIPS at 32 px, FID-C10 of 500 samples
+  // against 2,000 test images): `npm run bench:plan` on 2026-11-30 under load average 12-14 (other jobs on both
+  // cores), divided by 2.74, the ratio of a LatentLPIPS step at 256 px timed in the same run (418.8 ms) to notebook
+  // 01's quiet one (152.8 ms). Re-measure on a quiet machine.
+  teacherEvalMsPerImage: 16.75 / 2.74,
+  d2gRegressionStepS: 5.65 / 2.74,
+  d2gGanStepS: 15.69 / 2.74,
+  cdStepS: 5.49 / 2.74,
+  fidEvalS: 17.59 / 2.74,
+  /** An earlier run (load average 8.5): 0.41 s; the later one could not separate it from the noise. */
+  referenceFeaturesS: 0.41,
+  /**
+   * Per notebook, what does not grow with the config: kernel start, TypeScript compile of the imports, engine,
+   * weights, Chromium's start for the first figure. The smoke-scale wall times of 2026-11-30 (34.6, 62, 182 and 86 s
+   * under load average 12-18) divided by the same 2.74, less each one's estimated work. Re-measure on a quiet
+   * machine (`D2G_SCALE=smoke npm run reproduce` prints each notebook's time beside its estimate).
+   */
+  notebookFixedS: { "00_environment": 9, "01_latent_lpips_reconstruction": 20, "02_cifar10_convergence": 42, "05_augmentation_ablation": 27 } as Record<string, number>,
+};
+
+const fixed = (notebook: string): PlanPart => ({ what: "kernel, engine, weights, figures", seconds: COSTS.notebookFixedS[notebook] ?? 0 });
+
+function environmentPlan(scale: Scale): Estimate {
+  const c = ENVIRONMENT_CONFIGS[scale];
+  // conv cost grows with the square of the width (its second conv is width -> 2 width)
+  const perImage = COSTS.environmentImageStepMs * (c.width / 16) ** 2;
+  const what = `tiny convnet: ${c.steps} steps, batch ${c.batch}`;
+  return { summary: what, parts: [fixed("00_environment"), { what, seconds: (c.steps * c.batch * perImage) / 1000 }] };
+}
+
+/** Adam steps plus the evaluations at step 0, every evalEvery steps and at the end. */
+function optimisationS(kind: LossKind, steps: number, size: number, evalEvery: number): number {
+  const evals = 1 + Math.floor(steps / evalEvery) + (steps % evalEvery === 0 ? 0 : 1);
+  return (steps * COSTS.reconstructionStepMs[kind](size) + evals * COSTS.reconstructionEvalMs(size)) / 1000;
+}
+
+function reconstructionPlan(scale: Scale): Estimate {
+  const c = RECONSTRUCTION_CONFIGS[scale];
+  const byLoss = c.losses.map((l) => ({ label: l.label, kind: l.kind, steps: l.steps ?? c.steps }));
+  const counts = [...new Set(byLoss.map((l) => l.steps))].map((n) => `${plural(byLoss.filter((l) => l.steps === n).length, "loss", "losses")} x ${n} steps`);
+  return {
+    summary: `${counts.join(" + ")} at ${c.size} px, ${plural(c.probeSigmas.length, "noise probe")}`,
+    parts: [
+      fixed("01_latent_lpips_reconstruction"),
+      ...byLoss.map((l) => ({ what: `${l.label}: ${l.steps} steps at ${c.size} px`, seconds: optimisationS(l.kind, l.steps, c.size, c.evalEvery) })),
+      { what: plural(c.probeSigmas.length, "noise probe"), seconds: (c.probeSigmas.length * (COSTS.reconstructionEvalMs(c.size) + COSTS.reconstructionStepMs.lpips(c.size) / 3)) / 1000 },
+    ],
+  };
+}
+
+/**
+ * Variants that notebooks/05_augmentation_ablation.ipynb runs (its VARIANTS cell: "none", 8 presets and
+ * combinations, 11 single ops); test/experiments_plan.test.ts checks the count against the notebook.
+ */
+export const ABLATION_VARIANTS = 20;
+
+function ablationPlan(scale: Scale): Estimate {
+  const c = ABLATION_CONFIGS[scale];
+  return {
+    summary: `${ABLATION_VARIANTS} variants x ${c.steps} steps at ${c.size} px`,
+    parts: [
+      fixed("05_augmentation_ablation"),
+      { what: `"none" (LatentLPIPS): ${c.steps} steps at ${c.size} px`, seconds: optimisationS("latent-lpips", c.steps, c.size, c.evalEvery) },
+      { what: `${ABLATION_VARIANTS - 1} E-LatentLPIPS variants x ${c.steps} steps at ${c.size} px`, seconds: (ABLATION_VARIANTS - 1) * optimisationS("e-latent-lpips", c.steps, c.size, c.evalEvery) },
+    ],
+  };
+}
+
+function convergencePlan(scale: Scale): Estimate {
+  const c = CONVERGENCE_CONFIGS[scale];
+  const teacherEvals = 2 * c.teacherLevels - 1;
+  const evals = (steps: number) => Math.floor(steps / c.evalEvery) + (steps % c.evalEvery === 0 ? 0 : 1);
+  const d2gSteps = c.d2g.regressionSteps + c.d2g.ganSteps;
+  // the measured step costs are at batch 32; a step's cost grows with its batch
+  const d2gBatch = c.d2g.batch / 32;
+  const cdBatch = c.cd.batch / 32;
+  const fidS = COSTS.fidEvalS * (c.evalSamples / 500);
+  const fids = evals(d2gSteps) + evals(c.cd.steps) + 1;
+  return {
+    summary: `${c.pairs} ODE pairs, Diffusion2GAN ${c.d2g.regressionSteps} + ${c.d2g.ganSteps} steps, CD ${c.cd.steps} steps, ${plural(fids, "FID")} of ${c.evalSamples} samples`,
+    parts: [
+      fixed("02_cifar10_convergence"),
+      { what: `${c.pairs} ODE pairs (${teacherEvals} teacher evaluations each)`, seconds: (c.pairs * teacherEvals * COSTS.teacherEvalMsPerImage) / 1000 },
+      { what: `teacher FID (${c.evalSamples} samples) and reference features`, seconds: (c.evalSamples * teacherEvals * COSTS.teacherEvalMsPerImage) / 1000 + fidS + COSTS.referenceFeaturesS * (c.refImages / 2000) },
+      {
+        what: `Diffusion2GAN: ${c.d2g.regressionSteps} regression + ${c.d2g.ganSteps} GAN steps, ${plural(evals(d2gSteps), "FID")}`,
+        seconds: d2gBatch * (c.d2g.regressionSteps * COSTS.d2gRegressionStepS + c.d2g.ganSteps * COSTS.d2gGanStepS) + evals(d2gSteps) * fidS,
+      },
+      { what: `CD: ${c.cd.steps} steps, ${plural(evals(c.cd.steps), "FID")}`, seconds: cdBatch * c.cd.steps * COSTS.cdStepS + evals(c.cd.steps) * fidS },
+    ],
+  };
+}
+
+const PLANS: Record<string, (scale: Scale) => Estimate> = {
+  "00_environment": environmentPlan,
+  "01_latent_lpips_reconstruction": reconstructionPlan,
+  "02_cifar10_convergence": convergencePlan,
+  "05_augmentation_ablation": ablationPlan,
+};
+
+/** The estimate for a notebook (file stem), or undefined for a notebook this plan does not know. */
+export function notebookPlan(notebook: string, scale: Scale): NotebookPlan | undefined {
+  const plan = PLANS[notebook];
+  if (!plan) return undefined;
+  const { summary, parts } = plan(scale);
+  return { notebook, summary, parts, seconds: parts.reduce((s, p) => s + p.seconds, 0) };
+}
