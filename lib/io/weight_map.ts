@@ -1,3 +1,4 @@
+import { CheckpointError } from "./checkpoint_error";
 import { HostTensor, numel, shapeStr } from "./host_tensor";
 import { toFloat32 } from "./dtype";
 
@@ -59,13 +60,13 @@ export function mapWeights(tensors: Record<string, HostTensor>, expected: Expect
   const out = new Map<string, Float32Array>();
   for (const e of expected) {
     const t = renamed.get(e.name);
-    if (!t) throw new Error(`${opts.source}: missing weight '${e.name}' (expected shape ${shapeStr(torchShape(e))})`);
+    if (!t) throw new CheckpointError(opts.source, `missing weight '${e.name}' (expected shape ${shapeStr(torchShape(e))})`);
     const want = torchShape(e);
     if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-      throw new Error(`${opts.source}: weight '${e.name}' has shape ${shapeStr(t.shape)}, expected ${shapeStr(want)}`);
+      throw new CheckpointError(opts.source, `weight '${e.name}' has shape ${shapeStr(t.shape)}, expected ${shapeStr(want)}`);
     }
     let data = toFloat32(t, `${opts.source}: weight '${e.name}'`);
-    if (numel(t.shape) !== data.length) throw new Error(`${opts.source}: weight '${e.name}' holds ${data.length} values for shape ${shapeStr(t.shape)}`);
+    if (numel(t.shape) !== data.length) throw new CheckpointError(opts.source, `weight '${e.name}' holds ${data.length} values for shape ${shapeStr(t.shape)}`);
     if (e.layout === "conv") data = oihwToHwio(data, want);
     else if (e.layout === "linear") data = transpose2d(data, want);
     out.set(e.name, data);
@@ -73,7 +74,7 @@ export function mapWeights(tensors: Record<string, HostTensor>, expected: Expect
   }
   if (!opts.allowUnused && renamed.size > 0) {
     const extra = [...renamed.keys()];
-    throw new Error(`${opts.source}: ${extra.length} weight(s) not used by the model, first '${extra[0]}'`);
+    throw new CheckpointError(opts.source, `${extra.length} weight(s) not used by the model, first '${extra[0]}'`);
   }
   return out;
 }
