@@ -4,6 +4,14 @@
 #  - Chromium from Debian (headless, renders the Plotly figures; playwright-core never downloads a browser)
 #  - the tslab kernel, registered to start this checkout's lib/bin/tslab-kernel (tslab with a fix, see tslab_kernel.ts)
 set -euo pipefail
+USAGE="usage: npm run setup
+Install what npm cannot (Debian's Jupyter and Chromium, when missing) and register the tslab kernel for this checkout.
+It takes no arguments."
+case "$#:${1:-}" in
+  0:) ;;
+  1:--help | 1:-h) echo "$USAGE"; exit 0 ;;
+  *) printf 'setup: unexpected argument%s: %s\n\n%s\n' "$([ $# -gt 1 ] && echo s)" "$*" "$USAGE" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/../.."
 root="$PWD"
 PACKAGES=(jupyter-nbconvert python3-nbclient python3-ipykernel chromium)
