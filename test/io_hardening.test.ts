@@ -78,10 +78,11 @@ test("zip: inflation is bounded by the declared size and a global limit; zlib an
   assertRefused("npz-unknown-method", /entry 'a\.npy': compression method 12/);
 });
 
-test("zip: the end record's entry count must match the central directory; a name may appear once", () => {
+test("zip: the central directory must agree with the end record and the local headers; a name may appear once", () => {
   assertRefused("npz-count-0", /end record lists 0 entries but the central directory holds more/);
   assertRefused("npz-count-minus-1", /end record lists 1 entries but the central directory holds more/);
   assertRefused("npz-duplicate-names", /entry 'a\.npy': appears twice/);
+  assertRefused("npz-local-name-differs", /entry 'a\.npy': the local header names 'c\.npy'/);
 });
 
 test("pickle: no payload runs, whichever opcode carries it", () => {

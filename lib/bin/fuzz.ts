@@ -30,7 +30,10 @@ runCli(SPEC, async ({ flags }) => {
   const slowest = results.reduce((a, b) => (b.ms > a.ms ? b : a));
   const peak = results.reduce((a, b) => ((b.peakRssMb ?? 0) > (a.peakRssMb ?? 0) ? b : a));
   console.log(`${results.length} files (seed ${flags.seed}: ${results.length - flags.count} hand-made, ${flags.count} random) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  console.log(`clean error: ${counts["clean error"]}\nvalid load: ${counts["valid load"]}\nanything else: ${counts["anything else"]}`);
+  const kinds = new Map<string, number>();
+  for (const r of results) if (r.outcome === "valid load") kinds.set(r.detail, (kinds.get(r.detail) ?? 0) + 1);
+  const valid = [...kinds].map(([k, n]) => `${k} ${n}`).join(", ");
+  console.log(`clean error: ${counts["clean error"]}\nvalid load: ${counts["valid load"]} (${valid})\nanything else: ${counts["anything else"]}`);
   console.log(`slowest file ${slowest.id} ${slowest.ms} ms; highest peak memory ${peak.id} ${peak.peakRssMb?.toFixed(0)} MB; payload ran: ${report.canaryRan ? "YES" : "no"}`);
   return counts["anything else"] > 0 || report.canaryRan ? 1 : 0;
 });

@@ -263,6 +263,10 @@ function zipCases(dir: string): FuzzCase[] {
     ["encrypted", patchFirstEntry(npz, { flags: 1 })],
     ["unknown-method", patchFirstEntry(npz, { method: 12 })],
   ];
+  // the local header names another file than the central directory
+  const renamed = npz.slice();
+  renamed[[...zipMembers(npz).values()][0].local + 30] = "c".charCodeAt(0);
+  cases.push(["local-name-differs", renamed]);
   // the same name twice
   const npy = concat(encodeNpy(arrays.a, "a"));
   const dup = written(dir, "dup.npz", (f) => writeZip(f, [{ name: "a.npy", data: npy }, { name: "a.npy", data: npy }]));

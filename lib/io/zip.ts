@@ -192,6 +192,9 @@ export class ZipReader {
     if (e.size > MAX_INFLATED_BYTES) fail(`declares ${e.size} bytes, over the ${MAX_INFLATED_BYTES}-byte limit for one entry (zip bomb or corrupt file)`);
     const local = view(readAt(this.fd, e.localHeaderOffset, 30, this.file, `zip local header of '${name}'`));
     if (local.getUint32(0, true) !== SIG_LOCAL) fail("bad zip local header");
+    // as Python's zipfile does: a local header naming another file means a corrupt or doctored directory
+    const localName = new TextDecoder().decode(readAt(this.fd, e.localHeaderOffset + 30, local.getUint16(26, true), this.file, `zip local header of '${name}'`));
+    if (localName !== name) fail(`the local header names '${localName}' (corrupt zip directory)`);
     // The local header's own name/extra lengths decide where the data starts (torch pads the extra field to align data).
     const dataStart = e.localHeaderOffset + 30 + local.getUint16(26, true) + local.getUint16(28, true);
     const raw = readAt(this.fd, dataStart, e.compressedSize, this.file, `zip entry '${name}'`);
