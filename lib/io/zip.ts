@@ -6,7 +6,7 @@ import { fileSize, openForRead, readAt, writeAll, writeAtomic } from "./file_byt
 // A minimal zip reader and writer (PKWARE APPNOTE 6.3): enough for torch.save archives and numpy .npz files.
 // The reader takes entries from the central directory, which must agree with the end record (entry count, size,
 // position) and name each entry once; it reads an entry's bytes only when asked, and understands zip64.
-// Inflating stops at the entry's declared size, and no entry may declare more than MAX_INFLATED_BYTES.
+// Inflating stops at the entry's declared size, and no deflated entry may declare more than MAX_INFLATED_BYTES.
 
 const SIG_LOCAL = 0x04034b50;
 const SIG_CENTRAL = 0x02014b50;
@@ -189,7 +189,9 @@ export class ZipReader {
     if (e.flags & FLAG_ENCRYPTED) fail("encrypted zip entries are not supported");
     if (e.method !== METHOD_STORED && e.method !== METHOD_DEFLATED) fail(`compression method ${e.method} is not supported (only stored and deflated)`);
     if (e.method === METHOD_STORED && e.compressedSize !== e.size) fail(`stored entry of ${e.compressedSize} bytes declares ${e.size} (corrupt zip)`);
-    if (e.size > MAX_INFLATED_BYTES) fail(`declares ${e.size} bytes, over the ${MAX_INFLATED_BYTES}-byte limit for one entry (zip bomb or corrupt file)`);
+    if (e.method === METHOD_DEFLATED && e.size > MAX_INFLATED_BYTES) {
+      fail(`declares ${e.size} bytes, over the ${MAX_INFLATED_BYTES}-byte limit for one deflated entry (zip bomb or corrupt file)`);
+    }
     const local = view(readAt(this.fd, e.localHeaderOffset, 30, this.file, `zip local header of '${name}'`));
     if (local.getUint32(0, true) !== SIG_LOCAL) fail("bad zip local header");
     // as Python's zipfile does: a local header naming another file means a corrupt or doctored directory
