@@ -255,6 +255,6 @@ test("npm run data: lists states with no names, fails on an unknown name", () =>
   assert.match(list.stdout, /missing .* cifar10\/data_batch_1\.bin/);
   assert.match(list.stdout, /groups: .*all-mirror/);
   const bad = spawnSync(process.execPath, [script, "not-a-dataset"], { env, encoding: "utf8" });
-  assert.equal(bad.status, 1);
-  assert.match(bad.stderr, /unknown data name "not-a-dataset"/);
+  assert.equal(bad.status, 2, "a bad argument is a usage error");
+  assert.match(bad.stderr, /unknown data name "not-a-dataset"[^]*usage: npm run data/);
 });

@@ -93,7 +93,7 @@ test("safetensors: written and read back bit-exact, all dtypes, metadata kept", 
   assert.ok(fs.readdirSync(dir).every((n) => n === "all.safetensors"), "no temp file left behind");
   const { tensors, metadata } = readSafetensors(file);
   assertBitExact(tensors, allDtypes());
-  assert.deepEqual(metadata, { step: "12", note: "ünïcode" });
+  assert.deepEqual({ ...metadata }, { step: "12", note: "ünïcode" });
   const head = fs.readFileSync(file).readBigUInt64LE(0);
   assert.equal((8n + head) % 8n, 0n, "data starts 8-byte aligned");
 });
@@ -103,7 +103,7 @@ test("safetensors: the reference implementation's file reads with PyTorch's valu
   const want = expected["reference.safetensors"];
   const { tensors, metadata } = readSafetensors(file);
   assertMatches(tensors, want, file);
-  assert.deepEqual(metadata, want.metadata);
+  assert.deepEqual({ ...metadata }, want.metadata);
 });
 
 test("safetensors: opening reads only the header; get() reads one tensor of a sparse 5 GB file", (t) => {
@@ -124,7 +124,7 @@ test("safetensors: opening reads only the header; get() reads one tensor of a sp
   assert.deepEqual(f.names(), ["big", "small"]);
   assert.deepEqual(f.info("big").shape, [big]);
   assert.deepEqual(Array.from(f.get("small").data as Float32Array), [1, 2, 3]);
-  assertFails(() => f.get("nope"), file, /no tensor 'nope'/);
+  assertFails(() => f.get("nope"), file, /tensor 'nope': no such tensor/);
 });
 
 test("npy and npz: written and read back bit-exact, stored and deflated", (t) => {

@@ -52,8 +52,8 @@ test("views rename, select by prefix and reshape; a reshape that changes the ele
   assert.deepEqual(v.get("lin.weight").shape, [2, 2]);
   assert.deepEqual(prefixSource(src, "a.").names(), ["w", "b"]);
   assert.throws(() => viewSource(src, new Map([["x", { from: "a.w", shape: [3] }]])), /mem: cannot view 'a\.w' \[2,2,1,1\] as 'x' \[3\]/);
-  assert.throws(() => viewSource(src, new Map([["x", { from: "nope" }]])), /mem: no tensor 'nope'/);
-  assert.throws(() => v.get("c"), /view: no tensor 'c'/);
+  assert.throws(() => viewSource(src, new Map([["x", { from: "nope" }]])), /mem: tensor 'nope': no such tensor/);
+  assert.throws(() => v.get("c"), /view: tensor 'c': no such tensor/);
 });
 
 test("sharded index: tensors from both shards; a bad index or a shard that lacks its tensor is named", (t) => {

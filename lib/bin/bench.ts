@@ -1,4 +1,4 @@
-// npm run bench [-- --json] [-- --steps N] [-- --profile]
+// npm run bench [-- --json] [-- --steps N] [-- --warmup N] [-- --profile]
 // Times training steps on the active engine (see lib/backend/engine.ts; D2G_BACKEND picks another), so engines
 // and machines compare on one number. Each case is warmed up, then timed over several steps; the median counts.
 import * as tf from "@tensorflow/tfjs";
@@ -6,6 +6,18 @@ import { EngineInfo, formatEngine, initEngine } from "../backend/engine";
 import { Rng } from "../core/random";
 import { Conv2d, GroupNorm, SiLU } from "../nn/layers";
 import { Layer, Sequential } from "../nn/module";
+import { runCli } from "./args";
+
+const SPEC = {
+  command: "npm run bench --",
+  summary: "Time training steps of the reference blocks on the active engine (D2G_BACKEND picks another).",
+  flags: {
+    steps: { type: "int", min: 1, max: 10_000, default: 5, help: "timed steps per case (the median counts)" },
+    warmup: { type: "int", min: 0, max: 10_000, default: 2, help: "untimed steps first" },
+    json: { type: "bool", help: "print the results as JSON" },
+    profile: { type: "bool", help: "also time each kernel over one step" },
+  },
+} as const;
 
 interface BenchCase {
   name: string;
@@ -99,20 +111,7 @@ async function run(c: BenchCase, steps: number, warmup: number, profile: boolean
   return { name: c.name, medianMs, stepsMs, cpuMs, gflops: c.flops / 1e9 / (medianMs / 1e3), reference: c.reference, kernels };
 }
 
-function option(args: string[], name: string, fallback: number): number {
-  const i = args.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(args[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`bench: ${name} expects a positive integer, got ${args[i + 1]}`);
-  return v;
-}
-
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const json = args.includes("--json");
-  const profile = args.includes("--profile");
-  const steps = option(args, "--steps", 5);
-  const warmup = option(args, "--warmup", 2);
+runCli(SPEC, async ({ flags: { json, profile, steps, warmup } }) => {
   const engine: EngineInfo = await initEngine({ quiet: true });
   if (!json) console.log(formatEngine(engine));
   const results: BenchResult[] = [];
@@ -125,9 +124,4 @@ async function main(): Promise<void> {
     for (const k of r.kernels?.slice(0, 12) ?? []) console.log(`    ${k.name.padEnd(36)} ${k.ms.toFixed(1).padStart(8)} ms`);
   }
   if (json) console.log(JSON.stringify({ engine, steps, warmup, results }, null, 2));
-}
-
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
 });

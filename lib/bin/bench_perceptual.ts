@@ -11,48 +11,24 @@ import * as tf from "@tensorflow/tfjs";
 import { formatEngine, initEngine } from "../backend/engine";
 import { Rng } from "../core/random";
 import { taef2Codec } from "../nn/latent_codec";
-import { sampleAugment } from "../perceptual/augment";
+import { AUGMENT_OPS, AUGMENT_PRESETS, sampleAugment } from "../perceptual/augment";
 import { LatentLpips } from "../perceptual/latent_lpips";
 import { Lpips } from "../perceptual/lpips";
 import { loadStandinLatentLpips, loadStandinLpips } from "../perceptual/standins";
+import { runCli, UsageError } from "./args";
 
-const USAGE = `usage: npm run bench:perceptual -- [--size PX] [--batch N] [--reps N] [--width W | --standins] [--preset P]
-  --size PX    image side (default 256; latents are PX/8)
-  --batch N    images per evaluation (default 1)
-  --reps N     timed repetitions after one warm-up (default 3; the median counts)
-  --width W    trunk width multiplier, random weights (default 1, the official shapes)
-  --standins   the committed stand-in trunks instead
-  --preset P   E-LatentLPIPS augmentation preset (default bg, as released)`;
-
-interface Options {
-  size: number;
-  batch: number;
-  reps: number;
-  width: number;
-  standins: boolean;
-  preset: string;
-}
-
-function parseArgs(argv: string[]): Options {
-  const o: Options = { size: 256, batch: 1, reps: 3, width: 1, standins: false, preset: "bg" };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--standins") {
-      o.standins = true;
-      continue;
-    }
-    const v = argv[++i];
-    if (v === undefined) throw new Error(`${a} needs a value\n${USAGE}`);
-    if (a === "--preset") o.preset = v;
-    else if (a === "--size" || a === "--batch" || a === "--reps" || a === "--width") {
-      const n = Number(v);
-      if (!(n > 0) || (a !== "--width" && !Number.isInteger(n))) throw new Error(`${a} ${v}: expected a positive ${a === "--width" ? "number" : "integer"}`);
-      o[a.slice(2) as "size" | "batch" | "reps" | "width"] = n;
-    } else throw new Error(`unknown option ${a}\n${USAGE}`);
-  }
-  if (o.size % 8 !== 0) throw new Error(`--size ${o.size}: must be a multiple of 8 (TAEF2 downsamples 8x)`);
-  return o;
-}
+const SPEC = {
+  command: "npm run bench:perceptual --",
+  summary: "Time E-LatentLPIPS on latents against decode + pixel LPIPS (one evaluation and one optimisation step each).",
+  flags: {
+    size: { type: "int", min: 32, max: 4096, default: 256, arg: "PX", help: "image side, a multiple of 8 (latents are PX/8, and LatentLPIPS needs 4)" },
+    batch: { type: "int", min: 1, max: 1024, default: 1, help: "images per evaluation" },
+    reps: { type: "int", min: 1, max: 1000, default: 3, help: "timed repetitions after one warm-up (the median counts)" },
+    width: { type: "number", above: 0, max: 4, arg: "W", help: "trunk width multiplier, random weights (default 1, the official shapes)" },
+    standins: { type: "bool", help: "time the committed stand-in trunks instead (not with --width)" },
+    preset: { type: "enum", values: [...Object.keys(AUGMENT_PRESETS), ...AUGMENT_OPS], default: "bg", arg: "P", help: "E-LatentLPIPS augmentation preset or op" },
+  },
+} as const;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -79,8 +55,10 @@ async function time(reps: number, f: () => tf.Tensor | tf.Tensor[]): Promise<{ m
   return { ms: median(walls), cpuMs: (cpu.user + cpu.system) / 1000 / reps };
 }
 
-async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+runCli(SPEC, async ({ flags }) => {
+  if (flags.size % 8 !== 0) throw new UsageError(`--size ${flags.size}: must be a multiple of 8 (TAEF2 downsamples 8x)`);
+  if (flags.standins && flags.width !== undefined) throw new UsageError("--standins and --width exclude each other (the stand-ins have their own width)");
+  const o = { ...flags, width: flags.width ?? 1 };
   const engine = await initEngine({ quiet: true });
   const codec = await taef2Codec();
   let lpips: Lpips;
@@ -135,9 +113,4 @@ async function main(): Promise<void> {
   codec.dispose();
   lpips.dispose();
   latent.dispose();
-}
-
-main().catch((e: Error) => {
-  console.error(`bench_perceptual: ${e.message}`);
-  process.exitCode = 1;
 });

@@ -1,13 +1,20 @@
 // Round trip of the 24 Kodak photos through the default latent codec (TAEF2) at 256 px (centre crop, Lanczos)
 // and at full size (768x512 or 512x768): mean 8-bit PSNR and encode / decode milliseconds per image on the
 // engine the notebooks use (initEngine: D2G_BACKEND, D2G_WASM_THREADS).
-// Usage: node node_modules/d2g/lib/bin/codec_report.js [photos]   (default all 24)
+// Usage: npm run codec-report -- [--photos N]   (default all 24)
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../backend/engine";
 import { Progress } from "../core/progress";
 import { ensureDataAll } from "../data/fetch";
 import { loadImages } from "../data/images";
 import { LatentCodec, psnr8bit, taef2Codec } from "../nn/latent_codec";
+import { runCli } from "./args";
+
+const SPEC = {
+  command: "npm run codec-report --",
+  summary: "TAEF2 round trip of the Kodak photographs at 256 px and full size: mean PSNR, encode and decode time per image.",
+  flags: { photos: { type: "int", min: 1, max: 24, default: 24, help: "how many of the 24 photographs" } },
+} as const;
 
 interface RoundTrip {
   psnr: number;
@@ -30,10 +37,8 @@ async function roundTrip(codec: LatentCodec, image: tf.Tensor4D): Promise<RoundT
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-async function main(): Promise<void> {
+runCli(SPEC, async ({ flags: { photos: count } }) => {
   await initEngine();
-  const count = Number(process.argv[2] ?? 24);
-  if (!(Number.isInteger(count) && count >= 1 && count <= 24)) throw new Error(`codec_report: photos must be 1..24, got ${process.argv[2]}`);
   const files = (await ensureDataAll(["kodak"])).slice(0, count);
   const codec = await taef2Codec();
   console.log(`codec ${codec.name}: ${codec.channels} channels, 1/${codec.factor} resolution`);
@@ -59,9 +64,4 @@ async function main(): Promise<void> {
     console.log(`${label}: mean PSNR ${psnr.toFixed(2)} dB over ${runs.length} photos; encode ${enc.toFixed(0)} ms, decode ${dec.toFixed(0)} ms per image`);
   }
   codec.dispose();
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
 });

@@ -5,14 +5,19 @@
 
 import { dataDir, dataStatus, fetchData, ListedFile } from "../data/fetch";
 import { mirrorDir } from "../data/mirror";
-import { loadSources } from "../data/sources";
+import { loadSources, resolveNames } from "../data/sources";
+import { runCli, UsageError } from "./args";
 
-const USAGE = `usage: npm run data -- [NAME|GROUP ...] [--force] [--rehash]
-  no names   list every file, its state (ok / missing / corrupt / unverified) and where a fetch would get it
-  --force    fetch again even if a verified copy is present
-  --rehash   hash present files again instead of trusting the record of an earlier check
-env: D2G_DATA_DIR (default <repo>/data/downloads), D2G_DATA_MIRROR (offline mirror folder; default ../shared/data
-     beside the checkout when it exists)`;
+const SPEC = {
+  command: "npm run data --",
+  summary: "With no names: list every file of data/sources.json, its state (ok / missing / corrupt / unverified) and where a fetch would get it. With names: fetch, verify and report them.",
+  positionals: { name: "NAME|GROUP", help: "files (their path in sources.json) or groups to fetch", min: 0, max: Infinity },
+  flags: {
+    force: { type: "bool", help: "fetch again even if a verified copy is present" },
+    rehash: { type: "bool", help: "hash present files again instead of trusting the record of an earlier check" },
+  },
+  notes: "env: D2G_DATA_DIR (default <repo>/data/downloads), D2G_DATA_MIRROR (offline mirror folder; default ../shared/data beside the checkout when it exists)",
+} as const;
 
 function fmtBytes(n: number | null | undefined): string {
   if (n === null || n === undefined) return "?";
@@ -25,20 +30,14 @@ function listLine(f: ListedFile): string {
   return `${state.padEnd(10)} ${fmtBytes(f.entry.bytes ?? f.entry.mirror?.bytes).padStart(10)}  ${f.from.padEnd(7)} ${f.path}${pinned}`;
 }
 
-async function main(): Promise<number> {
-  const args = process.argv.slice(2);
-  if (args.includes("--help") || args.includes("-h")) {
-    console.log(USAGE);
-    return 0;
+runCli(SPEC, async ({ flags: { force, rehash }, positionals: names }) => {
+  if (names.length > 0) {
+    try {
+      resolveNames(loadSources(), names);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
   }
-  const force = args.includes("--force");
-  const rehash = args.includes("--rehash");
-  const unknownFlags = args.filter((a) => a.startsWith("-") && a !== "--force" && a !== "--rehash");
-  if (unknownFlags.length) {
-    console.error(`unknown option ${unknownFlags.join(" ")}\n${USAGE}`);
-    return 2;
-  }
-  const names = args.filter((a) => !a.startsWith("-"));
   const mirror = mirrorDir();
   console.log(`data dir: ${dataDir()}\nmirror:   ${mirror ?? "(none; set D2G_DATA_MIRROR to use one, or put it at ../shared/data beside the checkout)"}`);
 
@@ -58,12 +57,4 @@ async function main(): Promise<number> {
   for (const r of failed) console.error(`FAILED ${r.path}: ${r.error!.message}`);
   console.log(`\n${results.length - failed.length}/${results.length} files present` + (unverified.length ? `; ${unverified.length} could not be verified (no sha256 pinned): ${unverified.map((r) => r.path).join(", ")}` : ""));
   return failed.length ? 1 : 0;
-}
-
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    console.error((e as Error).message);
-    process.exit(1);
-  },
-);
+});

@@ -9,6 +9,13 @@ import { Cifar10, cifar10Floats, loadCifar10 } from "../data/cifar10";
 import { classCycledSamples, loadCifarTeacher, teacherSamples } from "../experiments/cifar10_teacher";
 import { loadC10Classifier } from "../metrics/cifar_classifier";
 import { evaluate, formatResult, ImageDataset } from "../metrics/evaluate";
+import { runCli } from "./args";
+
+const SPEC = {
+  command: "npm run fid-c10 --",
+  summary: "FID-C10 of the CIFAR-10 test set, and of the stand-in teacher's samples, against the training set.",
+  flags: { samples: { type: "int", min: 2, max: 1_000_000, default: 2000, help: "teacher samples" } },
+} as const;
 
 function dataset(d: Cifar10, split: string): ImageDataset {
   return {
@@ -23,10 +30,8 @@ function dataset(d: Cifar10, split: string): ImageDataset {
   };
 }
 
-async function main(): Promise<void> {
+runCli(SPEC, async ({ flags: { samples: n } }) => {
   await initEngine();
-  const i = process.argv.indexOf("--samples");
-  const n = i > 0 ? Number(process.argv[i + 1]) : 2000;
   const { net, metadata } = loadC10Classifier();
   console.log(`feature network: ${net.name} (test accuracy ${metadata.test_acc})`);
   const [train, test] = [await loadCifar10("train"), await loadCifar10("test")];
@@ -35,9 +40,4 @@ async function main(): Promise<void> {
   const samples = classCycledSamples((z, c) => teacherSamples(teacher, z, c).x, n, spec.resolution, new Rng(2024), 100);
   const r = await evaluate({ stream: samples, count: n }, dataset(train, "train"), { net });
   console.log(`teacher ${spec.weights.split("/").pop()} (Heun, 35 evaluations), ${n} samples vs train: ${formatResult(r)}`);
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
 });

@@ -5,6 +5,7 @@
 
 import { createHash } from "crypto";
 import * as fs from "fs";
+import { runCli, UsageError } from "./args";
 
 interface Cell {
   kind: "code" | "markdown";
@@ -58,11 +59,15 @@ export function toNotebook(cells: Cell[]): object {
 }
 
 if (require.main === module) {
-  const [src, out] = process.argv.slice(2);
-  if (!src || !out) {
-    console.error("usage: node node_modules/d2g/lib/bin/make_notebook.js SOURCE.ts OUT.ipynb");
-    process.exit(2);
-  }
-  fs.writeFileSync(out, JSON.stringify(toNotebook(parsePercent(fs.readFileSync(src, "utf8"), src)), null, 1) + "\n");
-  console.log(`wrote ${out}`);
+  const spec = {
+    command: "node node_modules/d2g/lib/bin/make_notebook.js",
+    summary: "Write a tslab notebook OUT.ipynb from a script SOURCE.ts in the percent format (// %% cells).",
+    positionals: { name: "SOURCE.ts OUT.ipynb", help: "the script, then the notebook to write", min: 2, max: 2 },
+    flags: {},
+  } as const;
+  runCli(spec, ({ positionals: [src, out] }) => {
+    if (!fs.existsSync(src)) throw new UsageError(`${src}: no such file`);
+    fs.writeFileSync(out, JSON.stringify(toNotebook(parsePercent(fs.readFileSync(src, "utf8"), src)), null, 1) + "\n");
+    console.log(`wrote ${out}`);
+  });
 }

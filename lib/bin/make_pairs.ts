@@ -4,27 +4,28 @@
 import { initEngine } from "../backend/engine";
 import { CONFIGS, makeCifarPairs } from "../experiments/cifar10_convergence";
 import { loadCifarTeacher } from "../experiments/cifar10_teacher";
-import { currentScale, SCALES, Scale } from "../experiments/scale";
+import { currentScale, SCALES } from "../experiments/scale";
+import { runCli, UsageError } from "./args";
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
-}
+const SPEC = {
+  command: "npm run pairs --",
+  summary: "Make the CIFAR-10 ODE pairs (under runs/cifar10_pairs/), or one share of them; without --shard, verify and merge the shares.",
+  flags: {
+    scale: { type: "enum", values: SCALES, help: "experiment scale (default: D2G_SCALE, else cpu)" },
+    shard: { type: "string", arg: "i/n", help: "make only share i of n (0 <= i < n)" },
+  },
+} as const;
 
-async function main(): Promise<void> {
+runCli(SPEC, async ({ flags }) => {
+  let shard: { index: number; of: number } | undefined;
+  if (flags.shard !== undefined) {
+    const m = /^(\d+)\/(\d+)$/.exec(flags.shard);
+    if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw new UsageError(`--shard ${JSON.stringify(flags.shard)}: expected i/n with 0 <= i < n, e.g. 0/4`);
+    shard = { index: Number(m[1]), of: Number(m[2]) };
+  }
+  const scale = flags.scale ?? currentScale();
   await initEngine();
-  const scale = (arg("--scale") ?? currentScale()) as Scale;
-  if (!SCALES.includes(scale)) throw new Error(`--scale ${scale}: expected one of ${SCALES.join(", ")}`);
-  const s = arg("--shard");
-  const m = s ? /^(\d+)\/(\d+)$/.exec(s) : null;
-  if (s && !m) throw new Error(`--shard ${s}: expected i/n, e.g. 0/4`);
-  const shard = m ? { index: Number(m[1]), of: Number(m[2]) } : undefined;
   const { net, spec } = loadCifarTeacher(scale);
   const { dir, manifest } = makeCifarPairs(CONFIGS[scale], scale, net, spec, shard);
-  console.log(manifest ? `${dir}: ${manifest.count} pairs in ${manifest.shards.length} shards, ${manifest.teacherEvals} teacher evaluations` : `${dir}: share ${s} done`);
-}
-
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
+  console.log(manifest ? `${dir}: ${manifest.count} pairs in ${manifest.shards.length} shards, ${manifest.teacherEvals} teacher evaluations` : `${dir}: share ${flags.shard} done`);
 });

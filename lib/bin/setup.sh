@@ -8,6 +8,14 @@
 #    first, so two checkouts never run each other's kernel and nothing machine-wide is registered.
 #  - a git filter that strips outputs from notebooks/*.ipynb as they are committed (.gitattributes).
 set -euo pipefail
+USAGE="usage: npm run setup
+Install what npm cannot (Debian's Jupyter and Chromium, when missing) and register the tslab kernel for this checkout.
+It takes no arguments."
+case "$#:${1:-}" in
+  0:) ;;
+  1:--help | 1:-h) echo "$USAGE"; exit 0 ;;
+  *) printf 'setup: unexpected argument%s: %s\n\n%s\n' "$([ $# -gt 1 ] && echo s)" "$*" "$USAGE" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/../.."
 root="$PWD"
 PACKAGES=(python3-nbclient chromium)

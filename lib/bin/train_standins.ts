@@ -1,10 +1,11 @@
-// Train the stand-in networks that replace ImageNet- and BAPPS-trained ones (unreachable here) and write them to
-// data/weights/ with a log each. Every run is resumable (checkpoints in runs/standins/<name>/).
-//   node node_modules/d2g/lib/bin/train_standins.js encode [--train N] [--test N] [--budget-min M]
+// Train the stand-in networks that replace ImageNet- and BAPPS-trained ones (unreachable here) and write them with a
+// log each to runs/standins/out/ (--out data/weights replaces the committed ones). Every run is resumable
+// (checkpoints in runs/standins/<name>/).
+//   npm run train:standins -- encode [--train N] [--test N] [--budget-min M]
 //       TAEF2 latents of a CIFAR-10 subset (32 -> 64 px bilinear, so 8x8x32 latents), cached in runs/standins/
-//   node node_modules/d2g/lib/bin/train_standins.js latent [--steps N]   latent VGG16-BN trunk on those latents
-//   node node_modules/d2g/lib/bin/train_standins.js pixel [--steps N]    pixel VGG16 trunk on CIFAR-10 32x32
-//   node node_modules/d2g/lib/bin/train_standins.js c10 [--steps N]      FID-C10 classifier on CIFAR-10 16x16
+//   npm run train:standins -- latent [--steps N] [--out DIR]   latent VGG16-BN trunk on those latents
+//   npm run train:standins -- pixel [--steps N] [--out DIR]    pixel VGG16 trunk on CIFAR-10 32x32
+//   npm run train:standins -- c10 [--steps N] [--out DIR]      FID-C10 classifier on CIFAR-10 16x16
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
@@ -25,6 +26,7 @@ import { batchIndices } from "../train/data_order";
 import { runTraining } from "../train/loop";
 import { C10_CLASSIFIER, C10_WEIGHTS, C10Classifier } from "../metrics/cifar_classifier";
 import { IMAGENET_SHIFT, IMAGENET_SCALE, STANDIN_FILES, STANDIN_WIDTH } from "../perceptual/standins";
+import { runCli, UsageError } from "./args";
 
 // ---- data -------------------------------------------------------------------------------------------------------
 
@@ -309,7 +311,10 @@ interface CifarSplits {
   test: Cifar10;
 }
 
-async function trainLatent(engine: EngineInfo, cifar: CifarSplits, steps: number): Promise<void> {
+/** Where a stand-in's weights go: the committed file's name, in `out`. */
+const outFile = (out: string, committed: string) => path.join(out, path.basename(committed));
+
+async function trainLatent(engine: EngineInfo, cifar: CifarSplits, steps: number, out: string): Promise<void> {
   const rng = new Rng(11);
   const train = loadLatents("train", LATENT_SPLIT.train, cifar.train.labels);
   const test = loadLatents("test", LATENT_SPLIT.test, cifar.test.labels);
@@ -325,13 +330,13 @@ async function trainLatent(engine: EngineInfo, cifar: CifarSplits, steps: number
   net.setTraining(false);
   const sd = { ...prefixed(await net.stateDict(), "net."), ...prefixed(await head.stateDict(), "classifier.") };
   const description = `stand-in latent VGG16-BN w1/${1 / STANDIN_WIDTH} (stage 1 ${LATENT_STEM} wide) trained on TAEF2 latents of CIFAR-10 (${LATENT_SPLIT.train} images at 64 px), test acc ${(100 * r.testAcc).toFixed(1)}%`;
-  await save(STANDIN_FILES.latent, sd, {
+  await save(outFile(out, STANDIN_FILES.latent), sd, {
     description, width: STANDIN_WIDTH, stem: LATENT_STEM, latent_channels: train.shape[3], training: cfg, data: { ...LATENT_SPLIT, subsetSeed: LATENT_DATA.seed, upsample: `bilinear 32 -> ${LATENT_DATA.imageSize} px`, latentShape: train.shape.slice(1) },
     steps: r.steps, seconds: r.seconds.toFixed(0), test_acc: r.testAcc.toFixed(4), test_images: LATENT_SPLIT.test, engine: formatEngine(engine).replace(/^engine: /, ""), created: new Date().toISOString(),
   }, r);
 }
 
-async function trainPixel(engine: EngineInfo, cifar: CifarSplits, steps: number): Promise<void> {
+async function trainPixel(engine: EngineInfo, cifar: CifarSplits, steps: number, out: string): Promise<void> {
   const rng = new Rng(12);
   // trained on what LPIPS' scaling layer feeds the trunk: ImageNet-normalised inputs
   const train = cifar32(cifar.train, IMAGENET_SHIFT, IMAGENET_SCALE);
@@ -346,13 +351,13 @@ async function trainPixel(engine: EngineInfo, cifar: CifarSplits, steps: number)
   });
   const sd = { ...await net.stateDict(), ...prefixed(await head.stateDict(), "classifier.") };
   const description = `stand-in VGG16 w1/${1 / STANDIN_WIDTH} trained on CIFAR-10 pixels (32x32), test acc ${(100 * r.testAcc).toFixed(1)}%`;
-  await save(STANDIN_FILES.pixel, sd, {
+  await save(outFile(out, STANDIN_FILES.pixel), sd, {
     description, width: STANDIN_WIDTH, training: cfg, data: "CIFAR-10 train 50000, 32x32, ImageNet normalisation (LPIPS scaling layer)",
     steps: r.steps, seconds: r.seconds.toFixed(0), test_acc: r.testAcc.toFixed(4), test_images: test.shape[0], engine: formatEngine(engine).replace(/^engine: /, ""), created: new Date().toISOString(),
   }, r);
 }
 
-async function trainC10(engine: EngineInfo, cifar: CifarSplits, steps: number): Promise<void> {
+async function trainC10(engine: EngineInfo, cifar: CifarSplits, steps: number, out: string): Promise<void> {
   const rng = new Rng(13);
   const train = cifar16(cifar.train);
   const test = cifar16(cifar.test);
@@ -365,7 +370,7 @@ async function trainC10(engine: EngineInfo, cifar: CifarSplits, steps: number): 
   };
   const r = await trainClassifier(job);
   const acc500 = accuracy(job, test, 500);
-  await save(C10_WEIGHTS, await model.stateDict(), {
+  await save(outFile(out, C10_WEIGHTS), await model.stateDict(), {
     description: `FID-C10 classifier (${C10_CLASSIFIER.widths.join("-")} channels, ${model.dim}-d features) on CIFAR-10 16x16, test acc ${(100 * r.testAcc).toFixed(1)}%`,
     config: C10_CLASSIFIER, training: cfg, data: "CIFAR-10 train 50000, 2x2 box-averaged to 16x16, [-1, 1]",
     steps: r.steps, seconds: r.seconds.toFixed(0), test_acc: r.testAcc.toFixed(4), test_images: test.shape[0], test_acc_first500: acc500.toFixed(4),
@@ -373,28 +378,31 @@ async function trainC10(engine: EngineInfo, cifar: CifarSplits, steps: number): 
   }, r);
 }
 
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} ${process.argv[i + 1]}: expected a positive number`);
-  return v;
-}
+const COMMANDS = ["encode", "latent", "pixel", "c10"] as const;
 
-async function main(): Promise<void> {
-  const cmd = process.argv[2];
-  const cmds = ["encode", "latent", "pixel", "c10"];
-  if (!cmds.includes(cmd)) throw new Error(`usage: train_standins.js <${cmds.join("|")}> [flags] (see the comment at the top of lib/bin/train_standins.ts)`);
+const SPEC = {
+  command: "npm run train:standins --",
+  summary: "Train a stand-in network (resumable; checkpoints in runs/standins/<name>/): encode the TAEF2 latents first, then latent, pixel or c10.",
+  positionals: { name: "COMMAND", help: "what to train", min: 1, max: 1, values: COMMANDS },
+  flags: {
+    steps: { type: "int", min: 1, max: 10_000_000, help: `training steps (latent, pixel, c10; defaults ${TRAINING.latent.steps}, ${TRAINING.pixel.steps}, ${TRAINING.c10.steps})` },
+    out: { type: "string", arg: "DIR", help: "folder for the weights and logs (latent, pixel, c10; default runs/standins/out; data/weights replaces the committed ones)" },
+    train: { type: "int", min: 1, max: 50_000, help: `encode: training images (default ${LATENT_SPLIT.train})` },
+    test: { type: "int", min: 1, max: 10_000, help: `encode: test images (default ${LATENT_SPLIT.test})` },
+    "budget-min": { type: "number", above: 0, arg: "M", help: "encode: stop after the chunk that passes M minutes (default 7)" },
+  },
+} as const;
+
+runCli(SPEC, async ({ flags, positionals: [cmd] }) => {
+  const notFor: Array<keyof typeof flags> = cmd === "encode" ? ["steps", "out"] : ["train", "test", "budget-min"];
+  const wrong = notFor.find((name) => flags[name] !== undefined);
+  if (wrong) throw new UsageError(`--${wrong} does not apply to '${cmd}'`);
   const engine = await initEngine();
-  if (cmd === "encode") return encode(flag("train", LATENT_SPLIT.train), flag("test", LATENT_SPLIT.test), flag("budget-min", 7));
+  if (cmd === "encode") return encode(flags.train ?? LATENT_SPLIT.train, flags.test ?? LATENT_SPLIT.test, flags["budget-min"] ?? 7);
   const cifar = { train: await loadCifar10("train"), test: await loadCifar10("test") };
-  const steps = flag("steps", TRAINING[cmd as keyof typeof TRAINING].steps);
-  if (cmd === "latent") await trainLatent(engine, cifar, steps);
-  else if (cmd === "pixel") await trainPixel(engine, cifar, steps);
-  else await trainC10(engine, cifar, steps);
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
+  const steps = flags.steps ?? TRAINING[cmd as keyof typeof TRAINING].steps;
+  const out = flags.out !== undefined ? path.resolve(flags.out) : fromRoot("runs", "standins", "out");
+  if (cmd === "latent") await trainLatent(engine, cifar, steps, out);
+  else if (cmd === "pixel") await trainPixel(engine, cifar, steps, out);
+  else await trainC10(engine, cifar, steps, out);
 });

@@ -1,32 +1,43 @@
 // Train the stand-in CIFAR-10 teacher (16x16, class-conditional DDPM++ at reduced width) on the active engine,
 // resumably (checkpoints in runs/teacher/), then write its EMA weights, training log, loss curve and samples.
-//   npm run train:teacher [-- --steps N]
+//   npm run train:teacher -- [--steps N] [--out DIR] [--figures DIR]
+// Everything goes under runs/teacher/out/ unless --out says otherwise: the committed teacher is replaced only on
+// request (--out data/weights --figures figures).
 import * as fs from "fs";
+import * as path from "path";
 import { initEngine } from "../backend/engine";
 import { fromRoot } from "../core/paths";
 import { loadCifar10 } from "../data/cifar10";
 import { fixedNoise, loadCifarTeacher, TEACHER_TRAINING, teacherSamples, trainCifarTeacher } from "../experiments/cifar10_teacher";
 import { saveImageGrid } from "../viz/image_grid";
 import { closeFigures, lineFigure, saveFigure } from "../viz/plot";
+import { runCli } from "./args";
 
-async function main(): Promise<void> {
+const SPEC = {
+  command: "npm run train:teacher --",
+  summary: "Train the CIFAR-10 16x16 stand-in teacher (resumable; checkpoints in runs/teacher/), then write its EMA weights, log, loss curve and samples.",
+  flags: {
+    steps: { type: "int", min: 1, max: 10_000_000, default: TEACHER_TRAINING.steps, help: "training steps" },
+    out: { type: "string", arg: "DIR", help: "folder for edm_cifar16_teacher.safetensors and its .log.csv (default runs/teacher/out; data/weights replaces the committed teacher)" },
+    figures: { type: "string", arg: "DIR", help: "folder for teacher_loss and teacher_samples (default: the --out folder)" },
+  },
+} as const;
+
+runCli(SPEC, async ({ flags }) => {
+  const out = flags.out !== undefined ? path.resolve(flags.out) : fromRoot("runs", "teacher", "out");
+  const figures = flags.figures !== undefined ? path.resolve(flags.figures) : out;
+  const weights = path.join(out, "edm_cifar16_teacher.safetensors");
   const engine = await initEngine();
-  const i = process.argv.indexOf("--steps");
-  const cfg = { ...TEACHER_TRAINING, steps: i > 0 ? Number(process.argv[i + 1]) : TEACHER_TRAINING.steps };
+  const cfg = { ...TEACHER_TRAINING, steps: flags.steps };
   const data = await loadCifar10("train");
-  const result = await trainCifarTeacher(data, cfg);
+  const result = await trainCifarTeacher(data, cfg, weights);
   const log = ["step,loss,gradNorm,lr", ...result.history.map((h) => `${h.step},${h.loss},${h.gradNorm},${h.lr}`)].join("\n");
-  fs.writeFileSync(fromRoot("data", "weights", "edm_cifar16_teacher.log.csv"), log + "\n");
-  await saveFigure("teacher_loss", lineFigure(`CIFAR-10 16x16 teacher: EDM loss (${engine.engine})`, [{ name: "EDM loss", x: result.history.map((h) => h.step), y: result.history.map((h) => h.loss) }], { x: "step", y: "loss", logY: true }));
-  const { net } = loadCifarTeacher("cpu");
+  fs.writeFileSync(weights.replace(/\.safetensors$/, ".log.csv"), log + "\n");
+  await saveFigure("teacher_loss", lineFigure(`CIFAR-10 16x16 teacher: EDM loss (${engine.engine})`, [{ name: "EDM loss", x: result.history.map((h) => h.step), y: result.history.map((h) => h.loss) }], { x: "step", y: "loss", logY: true }), { dir: figures });
+  const { net } = loadCifarTeacher("cpu", weights);
   const { z, labels } = fixedNoise(8, 16);
   const { x, nfe } = teacherSamples(net, z, labels);
-  await saveImageGrid("teacher_samples", x, { cols: 10 });
-  console.log(`teacher: ${cfg.steps} steps (${result.history.length - result.resumedFrom} in this session, ${result.secondsPerStep.toFixed(3)} s/step on ${engine.engine}), Heun ${nfe} evaluations per sample`);
+  await saveImageGrid("teacher_samples", x, { cols: 10, dir: figures });
+  console.log(`teacher: ${cfg.steps} steps (${result.history.length - result.resumedFrom} in this session, ${result.secondsPerStep.toFixed(3)} s/step on ${engine.engine}), Heun ${nfe} evaluations per sample; wrote ${weights}`);
   await closeFigures();
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
 });

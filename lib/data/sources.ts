@@ -107,7 +107,7 @@ export function resolveNames(sources: Sources, names: readonly string[]): Source
   const out = new Map<string, SourceFile>();
   const unknown: string[] = [];
   for (const n of names) {
-    const members = sources.groups[n] ?? (byPath.has(n) ? [n] : null);
+    const members = Object.prototype.hasOwnProperty.call(sources.groups, n) ? sources.groups[n] : byPath.has(n) ? [n] : null;
     if (!members) unknown.push(n);
     else for (const m of members) out.set(m, byPath.get(m)!);
   }

@@ -1,4 +1,5 @@
 import * as fs from "fs";
+import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { fromRoot } from "../core/paths";
 import { Rng } from "../core/random";
@@ -82,7 +83,7 @@ export async function* classCycledSamples(
 export async function trainCifarTeacher(data: Cifar10, cfg: EdmTrainConfig = TEACHER_TRAINING, out = TEACHERS.cpu.weights): Promise<TrainResult> {
   const { net, ema, result } = await trainEdm(cfg, cifarLabelled(data, cfg.net.imgResolution as 16 | 32), fromRoot("runs", "teacher"));
   const sd = await ema.stateDict();
-  fs.mkdirSync(fromRoot("data", "weights"), { recursive: true });
+  fs.mkdirSync(path.dirname(out), { recursive: true });
   const last = result.history.slice(-100);
   writeSafetensors(out, sd, {
     config: JSON.stringify(cfg),
@@ -94,9 +95,10 @@ export async function trainCifarTeacher(data: Cifar10, cfg: EdmTrainConfig = TEA
   return result;
 }
 
-/** The teacher of a scale, with its weights loaded; errors name the file and how to get it. */
-export function loadCifarTeacher(scale: Scale): { net: SongUNet; spec: TeacherSpec } {
-  const spec = byScale(TEACHERS, scale);
+/** The teacher of a scale, with its weights loaded (from `weights` instead, e.g. a fresh training run's output);
+ * errors name the file and how to get it. */
+export function loadCifarTeacher(scale: Scale, weights?: string): { net: SongUNet; spec: TeacherSpec } {
+  const spec = weights ? { ...byScale(TEACHERS, scale), weights } : byScale(TEACHERS, scale);
   if (!fs.existsSync(spec.weights)) {
     throw new Error(
       scale === "paper"

@@ -1,4 +1,5 @@
 import * as fs from "fs";
+import { CheckpointError } from "./checkpoint_error";
 import { writeAll, writeAtomic } from "./file_bytes";
 
 // JSON files (configs, shard indexes) read and written with errors that name the file.
@@ -8,12 +9,12 @@ export function readJsonFile(file: string): unknown {
   try {
     text = fs.readFileSync(file, "utf8");
   } catch (e) {
-    throw new Error(`${file}: cannot read (${(e as Error).message})`);
+    throw new CheckpointError(file, `cannot read (${(e as Error).message})`);
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+    throw new CheckpointError(file, `not valid JSON (${(e as Error).message})`);
   }
 }
 

@@ -1,8 +1,12 @@
+import { CheckpointError } from "./checkpoint_error";
 import { HostTensor } from "./host_tensor";
 
 // A restricted unpickler for Python pickle protocols 2-5 (and the binary protocol-0/1 opcodes they reuse).
 // It runs no code: every GLOBAL must be in the table below, which knows plain containers and what torch.save
 // emits (OrderedDict, tensor/parameter rebuild functions, storage classes). Anything else is refused by name.
+// Its work is bounded by the pickle's size: the VM is a loop over opcodes (no recursion, so any nesting depth is
+// fine), each opcode does constant work except where it copies, and copies draw on a budget proportional to the
+// pickle's length, so a small pickle cannot build a huge object graph.
 
 /** A reference to a torch storage, from a persistent id; pth.ts turns it into bytes. */
 export class StorageRef {
@@ -48,10 +52,16 @@ export type PyValue =
   | PyGlobal | StorageRef | TensorRef | HostTensor;
 
 /** Thrown when the bytes end mid-pickle, so a caller reading a file in pieces can fetch more. */
-export class PickleEOF extends Error {}
+export class PickleEOF extends CheckpointError {}
+
+interface CallContext {
+  fail: (msg: string) => never;
+  /** Account for copying n items (see the budget in unpickle). */
+  spend: (n: number) => void;
+}
 
 /** What calling an allowed global (REDUCE / NEWOBJ) gives. */
-type GlobalCall = (args: PyValue[], fail: (msg: string) => never) => PyValue;
+type GlobalCall = (args: PyValue[], ctx: CallContext) => PyValue;
 
 function int(v: PyValue, what: string, fail: (m: string) => never): number {
   if (typeof v === "number" && Number.isInteger(v)) return v;
@@ -63,27 +73,37 @@ function intList(v: PyValue, what: string, fail: (m: string) => never): number[]
   return v.map((x, i) => int(x, `${what}[${i}]`, fail));
 }
 
-function rebuildTensor(args: PyValue[], fail: (m: string) => never): TensorRef {
+const shapeText = (xs: number[]) => `[${xs.join(",")}]`;
+
+function rebuildTensor(args: PyValue[], { fail }: CallContext): TensorRef {
   const [storage, offset, size, stride, requiresGrad] = args;
   if (!(storage instanceof StorageRef)) return fail(`tensor storage should be a persistent storage id, got ${describe(storage)}`);
   const shape = intList(size, "tensor size", fail);
   const strides = intList(stride, "tensor stride", fail);
+  const at = int(offset, "storage offset", fail);
   if (strides.length !== shape.length) fail(`tensor size ${shape.length}-d but stride ${strides.length}-d`);
-  return new TensorRef(storage, int(offset, "storage offset", fail), shape, strides, requiresGrad === true);
+  if (shape.some((d) => d < 0)) fail(`tensor size ${shapeText(shape)} has a negative dimension`);
+  if (strides.some((d) => d < 0)) fail(`tensor stride ${shapeText(strides)} has a negative stride`);
+  if (at < 0) fail(`storage offset ${at} is negative`);
+  return new TensorRef(storage, at, shape, strides, requiresGrad === true);
 }
 
 /** torch.nn.Parameter pickles as its data tensor plus flags we do not need. */
-function rebuildParameter(args: PyValue[], fail: (m: string) => never): TensorRef {
+function rebuildParameter(args: PyValue[], { fail }: CallContext): TensorRef {
   if (!(args[0] instanceof TensorRef)) return fail(`parameter data should be a tensor, got ${describe(args[0])}`);
   return args[0];
 }
 
-function toMap(args: PyValue[], fail: (m: string) => never): Map<PyValue, PyValue> {
+function toMap(args: PyValue[], { fail, spend }: CallContext): Map<PyValue, PyValue> {
   const m = new Map<PyValue, PyValue>();
   const src = args[0];
   if (src === undefined || src === null) return m;
-  if (src instanceof Map) return new Map(src);
+  if (src instanceof Map) {
+    spend(src.size);
+    return new Map(src);
+  }
   if (!Array.isArray(src)) return fail(`OrderedDict argument should be a list of pairs, got ${describe(src)}`);
+  spend(src.length);
   for (const pair of src) {
     if (!Array.isArray(pair) || pair.length !== 2) fail(`OrderedDict item should be a (key, value) pair`);
     m.set((pair as PyValue[])[0], (pair as PyValue[])[1]);
@@ -91,9 +111,10 @@ function toMap(args: PyValue[], fail: (m: string) => never): Map<PyValue, PyValu
   return m;
 }
 
-function toSet(args: PyValue[], fail: (m: string) => never): Set<PyValue> {
+function toSet(args: PyValue[], { fail, spend }: CallContext): Set<PyValue> {
   const src = args[0] ?? [];
   if (!Array.isArray(src)) return fail(`set argument should be a list, got ${describe(src)}`);
+  spend(src.length);
   return new Set(src);
 }
 
@@ -106,8 +127,9 @@ const GLOBALS: Record<string, GlobalCall> = {
   "builtins.set": toSet,
   "builtins.frozenset": toSet,
   // Protocol 2 writes Python 3 bytes as _codecs.encode(latin-1 text, 'latin1').
-  "_codecs.encode": ([s, enc], fail) => {
+  "_codecs.encode": ([s, enc], { fail, spend }) => {
     if (typeof s !== "string" || (enc !== "latin1" && enc !== "latin-1")) return fail(`_codecs.encode only supports latin1 text`);
+    spend(s.length);
     return Uint8Array.from(s, (c) => c.charCodeAt(0));
   },
   "torch._utils._rebuild_tensor": rebuildTensor,
@@ -129,12 +151,20 @@ export function describe(v: PyValue | undefined): string {
 export interface UnpickleOptions {
   /** Named in every error. */
   file: string;
+  /** The zip entry holding the pickle, if any, also named in errors. */
+  entry?: string;
   /** Resolves persistent ids (torch uses them for storages). Without it a persistent id is an error. */
   persistentLoad?: (pid: PyValue) => PyValue;
 }
 
 const latin1 = new TextDecoder("latin1");
-const utf8 = new TextDecoder("utf-8");
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Python refuses int(str) beyond this many digits (sys.int_info.str_digits_check_threshold's default). */
+const MAX_INT_DIGITS = 4300;
+/** Items a pickle may copy (OrderedDict(d), set(l), bytes from text) beyond one per byte of its own. */
+const COPY_BUDGET_FACTOR = 4;
+const COPY_BUDGET_BASE = 1 << 18;
 
 /** Unpickle one object starting at `start`; `end` is the offset just past its STOP opcode. */
 export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): { value: PyValue; end: number } {
@@ -143,11 +173,17 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): {
   let stack: PyValue[] = [];
   const marks: PyValue[][] = [];
   const memo = new Map<number, PyValue>();
+  const where = { entry: opts.entry };
   const fail = (msg: string): never => {
-    throw new Error(`${opts.file}: pickle at byte ${pos}: ${msg}`);
+    throw new CheckpointError(opts.file, `pickle at byte ${pos}: ${msg}`, where);
   };
   const need = (n: number): void => {
-    if (pos + n > bytes.length) throw new PickleEOF(`${opts.file}: pickle data ends at byte ${bytes.length}, inside an object`);
+    if (pos + n > bytes.length) throw new PickleEOF(opts.file, `truncated file: pickle data ends at byte ${bytes.length}, inside an object`, where);
+  };
+  let budget = COPY_BUDGET_FACTOR * (bytes.length - start) + COPY_BUDGET_BASE;
+  const spend = (n: number): void => {
+    budget -= n;
+    if (budget < 0) fail(`builds more than ${COPY_BUDGET_FACTOR * (bytes.length - start) + COPY_BUDGET_BASE} items by copying, far beyond what a pickle of ${bytes.length - start} bytes describes (a memory bomb?)`);
   };
   const take = (n: number): Uint8Array => {
     need(n);
@@ -165,10 +201,35 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): {
   };
   const line = (): string => {
     const nl = bytes.indexOf(0x0a, pos);
-    if (nl < 0) throw new PickleEOF(`${opts.file}: pickle data ends inside a text line`);
+    if (nl < 0) throw new PickleEOF(opts.file, "truncated file: pickle data ends inside a text line", where);
     const s = latin1.decode(bytes.subarray(pos, nl));
     pos = nl + 1;
     return s;
+  };
+  const text = (b: Uint8Array): string => {
+    try {
+      return utf8.decode(b);
+    } catch {
+      return fail("string is not valid UTF-8");
+    }
+  };
+  // Text opcodes hold what Python's int() and float() accept (decimal here; Python's base-0 int also takes 0x..).
+  const textInt = (op: string, s: string, shown = s): number | bigint => {
+    const t = s.trim();
+    if (!/^[+-]?(0|[1-9][0-9]*)$/.test(t)) return fail(`${op} '${shown}' is not an integer`);
+    if (t.replace(/^[+-]/, "").length > MAX_INT_DIGITS) fail(`${op} has ${t.length} digits; Python refuses more than ${MAX_INT_DIGITS}`);
+    return toInt(BigInt(t));
+  };
+  const textFloat = (s: string): number => {
+    const t = s.trim().toLowerCase();
+    const special = /^([+-]?)(inf|infinity|nan)$/.exec(t);
+    if (special) return special[2] === "nan" ? NaN : special[1] === "-" ? -Infinity : Infinity;
+    if (!/^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?$/.test(t)) return fail(`FLOAT '${s}' is not a number`);
+    return Number(t);
+  };
+  const memoKey = (op: string, s: string): number => {
+    const k = textInt(op, s);
+    return typeof k === "number" ? k : fail(`${op} '${s}' is not a memo index`);
   };
   // `stack` is rebound by MARK handling, so always push through this (its argument is evaluated first).
   const push = (v: PyValue): void => {
@@ -185,11 +246,11 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): {
   };
   const memoGet = (i: number): PyValue => (memo.has(i) ? (memo.get(i) as PyValue) : fail(`memo key ${i} missing`));
   const toInt = (v: bigint): number | bigint => (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+  // Through hex, which is linear in the length (shifting a BigInt byte by byte is quadratic).
   const longLE = (b: Uint8Array): number | bigint => {
-    let v = 0n;
-    for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
-    if (b.length && b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
-    return toInt(v);
+    if (b.length === 0) return 0;
+    const v = BigInt(`0x${Buffer.from(b).reverse().toString("hex")}`);
+    return toInt(b[b.length - 1] & 0x80 ? v - (1n << BigInt(8 * b.length)) : v);
   };
   const global = (module: string, name: string): PyValue => {
     const mod = module === "__builtin__" ? "builtins" : module; // Python 2's name
@@ -202,7 +263,7 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): {
     const f = GLOBALS[fn.toString()];
     if (!f) return fail(`'${fn}' cannot be called`);
     if (!Array.isArray(args)) return fail(`arguments to '${fn}' should be a tuple, got ${describe(args)}`);
-    return f(args, (m) => fail(`${fn}: ${m}`));
+    return f(args, { fail: (m) => fail(`${fn}: ${m}`), spend });
   };
   const setItems = (target: PyValue, kv: PyValue[]): void => {
     if (!(target instanceof Map)) fail(`SETITEM(S) on ${describe(target)}`);
@@ -210,7 +271,8 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): {
   };
   const appendItems = (target: PyValue, items: PyValue[]): void => {
     if (!Array.isArray(target)) fail(`APPEND(S) on ${describe(target)}`);
-    (target as PyValue[]).push(...items);
+    // one by one: a spread of 300k arguments overflows the call stack
+    for (const x of items) (target as PyValue[]).push(x);
   };
   const persistent = (pid: PyValue): PyValue => (opts.persistentLoad ? opts.persistentLoad(pid) : fail("persistent id without a loader"));
 
@@ -238,17 +300,21 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): {
       case 0x8b: push(longLE(take(u32()))); break; // LONG4
       case 0x49: { // INT (text); "01"/"00" are protocol-0 True/False
         const s = line();
-        push(s === "01" ? true : s === "00" ? false : toInt(BigInt(s)));
+        push(s === "01" ? true : s === "00" ? false : textInt("INT", s));
         break;
       }
-      case 0x4c: push(toInt(BigInt(line().replace(/L$/, "")))); break; // LONG (text)
-      case 0x46: push(parseFloat(line())); break; // FLOAT (text)
+      case 0x4c: { // LONG (text), Python 2 writes a trailing L
+        const s = line();
+        push(textInt("LONG", s.endsWith("L") ? s.slice(0, -1) : s, s));
+        break;
+      }
+      case 0x46: push(textFloat(line())); break; // FLOAT (text)
       case 0x47: need(8); pos += 8; push(dv.getFloat64(pos - 8, false)); break; // BINFLOAT is big-endian
       case 0x54: push(latin1.decode(take(u32()))); break; // BINSTRING (Python 2 str)
       case 0x55: push(latin1.decode(take(u8()))); break; // SHORT_BINSTRING
-      case 0x58: push(utf8.decode(take(u32()))); break; // BINUNICODE
-      case 0x8c: push(utf8.decode(take(u8()))); break; // SHORT_BINUNICODE
-      case 0x8d: push(utf8.decode(take(u64()))); break; // BINUNICODE8
+      case 0x58: push(text(take(u32()))); break; // BINUNICODE
+      case 0x8c: push(text(take(u8()))); break; // SHORT_BINUNICODE
+      case 0x8d: push(text(take(u64()))); break; // BINUNICODE8
       // Copies, so the value neither pins nor aliases the input (which may be a Node Buffer).
       case 0x42: push(new Uint8Array(take(u32()))); break; // BINBYTES
       case 0x43: push(new Uint8Array(take(u8()))); break; // SHORT_BINBYTES
@@ -276,10 +342,10 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): {
       }
       case 0x68: push(memoGet(u8())); break; // BINGET
       case 0x6a: push(memoGet(u32())); break; // LONG_BINGET
-      case 0x67: push(memoGet(parseInt(line(), 10))); break; // GET (text)
+      case 0x67: push(memoGet(memoKey("GET", line()))); break; // GET (text)
       case 0x71: memo.set(u8(), top()); break; // BINPUT
       case 0x72: memo.set(u32(), top()); break; // LONG_BINPUT
-      case 0x70: memo.set(parseInt(line(), 10), top()); break; // PUT (text)
+      case 0x70: memo.set(memoKey("PUT", line()), top()); break; // PUT (text)
       case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
       case 0x63: { const module = line(); push(global(module, line())); break; } // GLOBAL
       case 0x93: { // STACK_GLOBAL
@@ -318,15 +384,18 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): {
 export function torchPersistentLoad(file: string): (pid: PyValue) => PyValue {
   return (pid) => {
     const fail = (m: string): never => {
-      throw new Error(`${file}: persistent id: ${m}`);
+      throw new CheckpointError(file, `persistent id: ${m}`);
     };
     if (!Array.isArray(pid) || pid[0] !== "storage") return fail(`only storages are supported, got ${describe(Array.isArray(pid) ? pid[0] : pid)}`);
     const [, cls, key, location, numel, viewMeta] = pid;
     if (!(cls instanceof PyGlobal)) return fail(`storage type should be a torch storage class, got ${describe(cls)}`);
     if (typeof key !== "string" || typeof location !== "string") return fail("storage key and location should be strings");
     const n = int(numel ?? null, "storage numel", fail);
+    if (n < 0) fail(`storage '${key}': a storage of ${n} elements is impossible`);
     if (viewMeta === undefined || viewMeta === null) return new StorageRef(cls.name, key, location, n);
     if (!Array.isArray(viewMeta) || viewMeta.length !== 3) return fail("storage view metadata should be (key, offset, numel)");
-    return new StorageRef(cls.name, key, location, n, int(viewMeta[1], "view offset", fail));
+    const viewOffset = int(viewMeta[1], "view offset", fail);
+    if (viewOffset < 0) fail(`storage '${key}': view offset ${viewOffset} is negative`);
+    return new StorageRef(cls.name, key, location, n, viewOffset);
   };
 }

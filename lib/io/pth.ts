@@ -1,4 +1,5 @@
 import * as fs from "fs";
+import { CheckpointError } from "./checkpoint_error";
 import { DType, HostData, HostTensor, numel, shapeStr } from "./host_tensor";
 import { ELEMENT_SIZE, assertLittleEndianHost, fileSize, openForRead, readAt, typedView } from "./file_bytes";
 import { PickleEOF, PyValue, StorageRef, TensorRef, describe, torchPersistentLoad, unpickle } from "./pickle";
@@ -9,9 +10,12 @@ import { ZipReader } from "./zip";
 //  (a) zip (torch.save since 1.6): <dir>/data.pkl plus one entry <dir>/data/<key> of raw bytes per storage;
 //  (b) legacy: consecutive pickles (magic number, protocol version, sys info, the object, the storage keys),
 //      then for each key an int64 element count and the raw data.
-// Tensors are strided windows onto storages; they come back contiguous and little-endian.
+// Tensors are strided windows onto storages; they come back contiguous and little-endian. Memory is bounded by the
+// file: storages must be as large as the file says (and inside it), views may not overlap themselves (a stride-0
+// view of one element could otherwise claim gigabytes), and what views copy is bounded by COPY_FACTOR x the
+// storage bytes + COPY_SLACK. Every walk over the object tree is iterative, so any nesting depth works.
 
-const STORAGE_DTYPE: Record<string, DType> = {
+export const STORAGE_DTYPE: Record<string, DType> = {
   FloatStorage: "float32",
   DoubleStorage: "float64",
   HalfStorage: "float16",
@@ -28,9 +32,16 @@ const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL = 1001;
 
 function storageDtype(ref: StorageRef, file: string): DType {
-  const dtype = STORAGE_DTYPE[ref.storageType];
-  if (!dtype) throw new Error(`${file}: unknown dtype: storage class torch.${ref.storageType} is not supported`);
+  const dtype = Object.prototype.hasOwnProperty.call(STORAGE_DTYPE, ref.storageType) ? STORAGE_DTYPE[ref.storageType] : undefined;
+  if (!dtype) throw new CheckpointError(file, `unknown dtype: storage class torch.${ref.storageType} is not supported`);
   return dtype;
+}
+
+/** Two persistent ids naming one storage key must agree on it; torch would silently keep the first. */
+function checkSameStorage(a: StorageRef, b: StorageRef, file: string, tensor?: string): void {
+  if (a.storageType === b.storageType && a.numel === b.numel) return;
+  const what = (r: StorageRef) => `${STORAGE_DTYPE[r.storageType] ?? `torch.${r.storageType}`} x ${r.numel}`;
+  throw new CheckpointError(file, `storage '${a.key}' is declared as both ${what(a)} and ${what(b)}`, { tensor });
 }
 
 /** Copy a strided window of `src` into a new contiguous array of the same type. */
@@ -62,73 +73,160 @@ function isContiguous(shape: number[], stride: number[]): boolean {
   return true;
 }
 
-/** Read one storage's elements from its raw bytes, checking the byte count. */
-function storageData(ref: StorageRef, bytes: Uint8Array, file: string): HostData {
+/**
+ * Whether no two elements of the view share a storage element, by the sufficient test that each stride (in
+ * increasing order) passes the span of the dimensions with smaller strides. Views made by slicing, transposing or
+ * permuting a tensor pass; expanded (stride-0) and other self-overlapping views do not.
+ */
+function nonOverlapping(shape: number[], stride: number[]): boolean {
+  const dims = shape.map((n, d) => ({ n, s: stride[d] })).filter((x) => x.n > 1).sort((a, b) => a.s - b.s);
+  let span = 1;
+  for (const { n, s } of dims) {
+    if (s < span) return false;
+    span += (n - 1) * s;
+  }
+  return true;
+}
+
+/** Views that copy (non-contiguous, or part of a storage) may copy this multiple of the storage bytes read... */
+const COPY_FACTOR = 2;
+/** ...plus this much, so that a small file's views never depend on the order its storages are met in. */
+const COPY_SLACK = 16 * 2 ** 20;
+
+/** Dicts and lists: what the walks below descend into (sets cannot hold tensors: tensors are unhashable). */
+function isContainer(v: PyValue): v is Map<PyValue, PyValue> | PyValue[] {
+  return v instanceof Map || Array.isArray(v);
+}
+
+/**
+ * Depth-first walk over the dicts and lists under `root` in their order, each container once (shared ones, and
+ * cycles, are entered at their first path only), iteratively, so any nesting depth works. `visit` sees every
+ * (container, key, value) and where the container is; pathName(at, key) names the value. Memory is a few objects
+ * per container (none per entry), and no name is built unless asked for.
+ */
+function walkTree(root: PyValue, visit: (parent: Map<PyValue, PyValue> | PyValue[], key: PyValue, value: PyValue, at: PathNode | null) => void): void {
+  interface Frame { it: IterableIterator<[PyValue, PyValue]>; node: PathNode | null; container: Map<PyValue, PyValue> | PyValue[] }
+  const seen = new Set<object>();
+  const stack: Frame[] = [];
+  const enter = (v: Map<PyValue, PyValue> | PyValue[], node: PathNode | null) => {
+    seen.add(v);
+    // a Map's entries are [key, value]; a list's are [index, item]
+    stack.push({ it: v.entries() as IterableIterator<[PyValue, PyValue]>, node, container: v });
+  };
+  if (isContainer(root)) enter(root, null);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    const next = top.it.next();
+    if (next.done) {
+      stack.pop();
+      continue;
+    }
+    const [key, value] = next.value;
+    visit(top.container, key, value, top.node);
+    if (isContainer(value) && !seen.has(value)) enter(value, { parent: top.node, key });
+  }
+}
+
+interface PathNode {
+  parent: PathNode | null;
+  key: PyValue;
+}
+
+/** A state dict's names are dotted paths; names past this length mean a nesting no state dict has. */
+const MAX_NAME = 4096;
+
+/** The dotted path of `key` inside the container at `at` (keys that are not str/int show as <what they are>), or
+ * undefined past MAX_NAME. */
+function pathName(at: PathNode | null, key: PyValue): string | undefined {
+  const parts: string[] = [];
+  let length = 0;
+  for (let n: PathNode | null = { parent: at, key }; n; n = n.parent) {
+    const k = n.key;
+    const part = typeof k === "string" ? k : typeof k === "number" || typeof k === "bigint" || typeof k === "boolean" || k === null ? String(k) : `<${describe(k)}>`;
+    length += part.length + 1;
+    if (length > MAX_NAME) return undefined;
+    parts.push(part);
+  }
+  return parts.reverse().join(".");
+}
+
+/** One storage's elements from its raw bytes, after checking the byte count. */
+function storageData(ref: StorageRef, bytes: Uint8Array, file: string, tensor: string): HostData {
   const dtype = storageDtype(ref, file);
   const want = ref.numel * ELEMENT_SIZE[dtype];
-  if (bytes.length !== want) throw new Error(`${file}: storage '${ref.key}' has ${bytes.length} bytes, expected ${want} (${ref.numel} x ${dtype})`);
+  if (bytes.length !== want) throw new CheckpointError(file, `storage '${ref.key}' has ${bytes.length} bytes, expected ${want} (${ref.numel} x ${dtype})`, { tensor });
   return typedView(dtype, bytes);
 }
 
+/** What views may copy, against what storage was read (see COPY_FACTOR): one budget per opened file. */
+class CopyBudget {
+  private storageBytesRead = 0;
+  private copied = 0;
+  read(bytes: number): void {
+    this.storageBytesRead += bytes;
+  }
+  copy(bytes: number, file: string, tensor: string): void {
+    this.copied += bytes;
+    if (this.copied > COPY_FACTOR * this.storageBytesRead + COPY_SLACK) {
+      throw new CheckpointError(file, `views would copy more than ${COPY_FACTOR} x the ${this.storageBytesRead} bytes of storage read + ${COPY_SLACK} bytes; refusing (a memory bomb?)`, { tensor });
+    }
+  }
+}
+
 /** The contiguous tensor a TensorRef describes, from its storage's elements. */
-function tensorFromStorage(t: TensorRef, data: HostData, file: string): HostTensor {
+function tensorFromStorage(t: TensorRef, data: HostData, file: string, name: string, budget: CopyBudget): HostTensor {
+  const fail = (m: string): never => {
+    throw new CheckpointError(file, m, { tensor: name });
+  };
   const dtype = storageDtype(t.storage, file);
   const offset = t.storage.viewOffset + t.offset;
   const n = numel(t.shape);
-  const last = offset + t.shape.reduce((a, d, i) => a + (d - 1) * t.stride[i], 0);
-  if (n > 0 && (offset < 0 || last >= data.length || t.stride.some((s) => s < 0))) {
-    throw new Error(`${file}: tensor ${shapeStr(t.shape)} with stride ${shapeStr(t.stride)} at offset ${offset} reaches outside its storage '${t.storage.key}' of ${data.length} elements`);
+  const where = `${shapeStr(t.shape)} with stride ${shapeStr(t.stride)} at offset ${offset}`;
+  if (n > 0 && offset + t.shape.reduce((a, d, i) => a + (d - 1) * t.stride[i], 0) >= data.length) {
+    fail(`${where} reaches outside its storage '${t.storage.key}' of ${data.length} elements`);
   }
-  let out: HostData;
-  if (!isContiguous(t.shape, t.stride)) out = gather(data, t.shape, t.stride, offset);
+  if (n > 0 && !nonOverlapping(t.shape, t.stride)) {
+    fail(`${where} overlaps itself (a stride-0 or expanded view of storage '${t.storage.key}'); materialising it would copy ${n} elements from ${data.length}; save it with .contiguous()`);
+  }
   // A tensor that is its whole storage (the usual case) keeps the storage's memory: no copy of big weights.
-  else if (offset === 0 && n === data.length) out = data;
-  else out = data.slice(offset, offset + n);
+  if (isContiguous(t.shape, t.stride) && offset === 0 && n === data.length) return { dtype, shape: [...t.shape], data };
+  budget.copy(n * ELEMENT_SIZE[dtype], file, name);
+  const out = isContiguous(t.shape, t.stride) ? data.slice(offset, offset + n) : gather(data, t.shape, t.stride, offset);
   return { dtype, shape: [...t.shape], data: out };
 }
 
-/** Replace every TensorRef in the tree by a contiguous HostTensor; `storageBytes` reads one storage's bytes. */
+/** Replace every TensorRef in the tree by a contiguous HostTensor, in place; `storageBytes` reads one storage's bytes. */
 function materialise(root: PyValue, storageBytes: (ref: StorageRef) => Uint8Array, file: string): PyValue {
-  const storages = new Map<string, HostData>();
-  const done = new Map<object, PyValue>();
-  const tensor = (t: TensorRef): HostTensor => {
-    let data = storages.get(t.storage.key);
-    if (!data) {
-      data = storageData(t.storage, storageBytes(t.storage), file);
-      storages.set(t.storage.key, data);
+  const storages = new Map<string, { ref: StorageRef; data: HostData }>();
+  const done = new Map<TensorRef, HostTensor>();
+  const budget = new CopyBudget();
+  const tensor = (t: TensorRef, name: string): HostTensor => {
+    let s = storages.get(t.storage.key);
+    if (s) checkSameStorage(s.ref, t.storage, file, name);
+    else {
+      const bytes = storageBytes(t.storage);
+      s = { ref: t.storage, data: storageData(t.storage, bytes, file, name) };
+      storages.set(t.storage.key, s);
+      budget.read(bytes.length);
     }
-    return tensorFromStorage(t, data, file);
+    return tensorFromStorage(t, s.data, file, name, budget);
   };
-  const walk = (v: PyValue): PyValue => {
-    if (v === null || typeof v !== "object" || v instanceof Uint8Array) return v;
-    const seen = done.get(v);
-    if (seen !== undefined) return seen;
-    if (v instanceof TensorRef) {
-      const t = tensor(v);
-      done.set(v, t);
-      return t;
+  const get = (t: TensorRef, name: () => string | undefined): HostTensor => {
+    let h = done.get(t);
+    if (!h) {
+      h = tensor(t, name() ?? `<a name over ${MAX_NAME} characters>`);
+      done.set(t, h);
     }
-    if (Array.isArray(v)) {
-      const out: PyValue[] = [];
-      done.set(v, out);
-      for (const x of v) out.push(walk(x));
-      return out;
-    }
-    if (v instanceof Map) {
-      const out = new Map<PyValue, PyValue>();
-      done.set(v, out);
-      for (const [k, x] of v) out.set(k, walk(x));
-      return out;
-    }
-    if (v instanceof Set) {
-      const out = new Set<PyValue>();
-      done.set(v, out);
-      for (const x of v) out.add(walk(x));
-      return out;
-    }
-    return v;
+    return h;
   };
-  return walk(root);
+  if (root instanceof TensorRef) return get(root, () => "");
+  walkTree(root, (parent, key, value, at) => {
+    if (!(value instanceof TensorRef)) return;
+    const h = get(value, () => pathName(at, key));
+    if (parent instanceof Map) parent.set(key, h);
+    else parent[key as number] = h;
+  });
+  return root;
 }
 
 /** A torch.save file opened: its pickled object (tensors still as TensorRefs) and a reader of storage bytes. */
@@ -142,16 +240,16 @@ function openZip(file: string): TorchFile {
   const zip = new ZipReader(file);
   try {
     const pkl = [...zip.entries.keys()].find((n) => /^[^/]*\/?data\.pkl$/.test(n));
-    if (!pkl) throw new Error(`${file}: zip archive without data.pkl: not a torch.save checkpoint`);
+    if (!pkl) throw new CheckpointError(file, "zip archive without data.pkl: not a torch.save checkpoint");
     const dir = pkl.slice(0, -"data.pkl".length);
     if (zip.has(`${dir}byteorder`)) {
       const order = new TextDecoder().decode(zip.read(`${dir}byteorder`));
-      if (order !== "little") throw new Error(`${file}: storages are ${order}-endian; only little-endian is supported`);
+      if (order !== "little") throw new CheckpointError(file, `storages are ${order}-endian; only little-endian is supported`);
     }
-    const { value } = unpickle(zip.read(pkl), { file, persistentLoad: torchPersistentLoad(file) });
+    const { value } = unpickle(zip.read(pkl), { file, entry: pkl, persistentLoad: torchPersistentLoad(file) });
     const storageBytes = (ref: StorageRef): Uint8Array => {
       const name = `${dir}data/${ref.key}`;
-      if (!zip.has(name)) throw new Error(`${file}: storage '${ref.key}' missing (no entry ${name})`);
+      if (!zip.has(name)) throw new CheckpointError(file, `storage '${ref.key}' missing (no entry ${name})`);
       return zip.read(name);
     };
     return { root: value, storageBytes, close: () => zip.close() };
@@ -179,16 +277,18 @@ function parseLegacyHead(bytes: Uint8Array, file: string): LegacyHead {
   };
   const magic = next();
   if (magic !== LEGACY_MAGIC) {
-    throw new Error(`${file}: wrong magic number: not a torch checkpoint (got ${describe(magic)})`);
+    throw new CheckpointError(file, `wrong magic number: not a torch checkpoint (got ${describe(magic)})`);
   }
   const protocol = next();
-  if (protocol !== LEGACY_PROTOCOL) throw new Error(`${file}: legacy torch protocol ${describe(protocol)}, expected ${LEGACY_PROTOCOL}`);
+  if (protocol !== LEGACY_PROTOCOL) throw new CheckpointError(file, `legacy torch protocol ${describe(protocol)}, expected ${LEGACY_PROTOCOL}`);
   const sysInfo = next();
-  if (sysInfo instanceof Map && sysInfo.get("little_endian") === false) throw new Error(`${file}: saved on a big-endian machine; only little-endian is supported`);
+  if (sysInfo instanceof Map && sysInfo.get("little_endian") === false) throw new CheckpointError(file, "saved on a big-endian machine; only little-endian is supported");
   const storages = new Map<string, StorageRef>();
   const load = torchPersistentLoad(file);
   const object = next((pid) => {
     const ref = load(pid) as StorageRef;
+    const seen = storages.get(ref.key);
+    if (seen) checkSameStorage(seen, ref, file);
     storages.set(ref.key, ref);
     return ref;
   });
@@ -205,27 +305,29 @@ function openLegacy(file: string, fd: number): TorchFile {
       head = parseLegacyHead(readAt(fd, 0, len, file, "legacy pickles"), file);
     } catch (e) {
       if (!(e instanceof PickleEOF)) throw e;
-      if (len === size) throw new Error(`${file}: truncated file: the pickled object ends before its STOP opcode`);
+      if (len === size) throw new CheckpointError(file, "truncated file: the pickled object ends before its STOP opcode");
     }
   }
   const { object, keys, storages } = head;
-  if (!Array.isArray(keys)) throw new Error(`${file}: storage key list should be a list, got ${describe(keys)}`);
+  if (!Array.isArray(keys)) throw new CheckpointError(file, `storage key list should be a list, got ${describe(keys)}`);
   // Each storage record is an int64 element count then the elements.
   const where = new Map<string, { at: number; bytes: number }>();
   let at = head.dataStart;
   for (const k of keys) {
-    const ref = storages.get(String(k));
-    if (!ref) throw new Error(`${file}: storage key '${String(k)}' is listed but never used`);
-    const count = new DataView(readAt(fd, at, 8, file, `element count of storage '${ref.key}'`).buffer).getBigInt64(0, true);
-    if (count !== BigInt(ref.numel)) throw new Error(`${file}: storage '${ref.key}' holds ${count} elements, expected ${ref.numel}`);
+    if (typeof k !== "string") throw new CheckpointError(file, `storage keys should be strings, got ${describe(k)}`);
+    const ref = storages.get(k);
+    if (!ref) throw new CheckpointError(file, `storage key '${k}' is listed but never used`);
+    if (where.has(k)) throw new CheckpointError(file, `storage key '${k}' is listed twice`);
+    const count = new DataView(readAt(fd, at, 8, file, `element count of storage '${k}'`).buffer).getBigInt64(0, true);
+    if (count !== BigInt(ref.numel)) throw new CheckpointError(file, `storage '${k}' holds ${count} elements, expected ${ref.numel}`);
     const bytes = ref.numel * ELEMENT_SIZE[storageDtype(ref, file)];
-    where.set(ref.key, { at: at + 8, bytes });
+    where.set(k, { at: at + 8, bytes });
     at += 8 + bytes;
   }
-  if (at > size) throw new Error(`${file}: truncated file: storages need ${at} bytes but the file has ${size}`);
+  if (at > size) throw new CheckpointError(file, `truncated file: storages need ${at} bytes but the file has ${size}`);
   const storageBytes = (ref: StorageRef): Uint8Array => {
     const w = where.get(ref.key);
-    if (!w) throw new Error(`${file}: storage '${ref.key}' is not in the storage key list`);
+    if (!w) throw new CheckpointError(file, `storage '${ref.key}' is not in the storage key list`);
     return readAt(fd, w.at, w.bytes, file, `storage '${ref.key}'`);
   };
   return { root: object, storageBytes, close: () => fs.closeSync(fd) };
@@ -238,7 +340,7 @@ function openTorchFile(file: string): TorchFile {
   let keepOpen = false;
   try {
     const size = fileSize(fd);
-    if (size < 4) throw new Error(`${file}: truncated file: ${size} bytes is too short for a torch checkpoint`);
+    if (size < 4) throw new CheckpointError(file, `truncated file: ${size} bytes is too short for a torch checkpoint`);
     const head = readAt(fd, 0, Math.min(size, 512), file, "file header");
     if (head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) return openZip(file);
     if (head[0] === 0x80) {
@@ -247,9 +349,9 @@ function openTorchFile(file: string): TorchFile {
       return f;
     }
     if (size >= 262 && new TextDecoder().decode(head.subarray(257, 262)) === "ustar") {
-      throw new Error(`${file}: tar-format torch checkpoint (PyTorch < 0.4) is not supported`);
+      throw new CheckpointError(file, "tar-format torch checkpoint (PyTorch < 0.4) is not supported");
     }
-    throw new Error(`${file}: wrong magic: neither a zip archive nor a pickle, not a torch checkpoint`);
+    throw new CheckpointError(file, "wrong magic: neither a zip archive nor a pickle, not a torch checkpoint");
   } finally {
     if (!keepOpen) fs.closeSync(fd);
   }
@@ -273,43 +375,74 @@ export function isHostTensor(v: PyValue | undefined): v is HostTensor {
     !(v instanceof Uint8Array) && "dtype" in v && "shape" in v && "data" in v;
 }
 
-/** Every leaf (by default: tensor) in a tree, named by its path with dots (dict keys, list indices), as state dicts name them. */
-export function flattenTensors(tree: PyValue, prefix = ""): Record<string, HostTensor> {
-  return flattenLeaves(tree, isHostTensor, prefix);
+/**
+ * Every tensor in a tree, named by its path with dots (dict keys, list indices), as state dicts name them. A dict or
+ * list reached by two paths (or a cycle) is named by the first; two tensors may not end up with one name.
+ */
+export function flattenTensors(tree: PyValue, file: string, prefix = ""): Record<string, HostTensor> {
+  return flattenLeaves(tree, isHostTensor, file, prefix);
 }
 
-function flattenLeaves<T extends PyValue>(tree: PyValue, isLeaf: (v: PyValue) => v is T, prefix = ""): Record<string, T> {
-  const out: Record<string, T> = {};
-  const seen = new Set<object>();
-  const walk = (v: PyValue, name: string): void => {
-    if (isLeaf(v)) {
-      out[name] = v;
-      return;
-    }
-    if (v === null || typeof v !== "object" || seen.has(v)) return;
-    seen.add(v);
-    const join = (k: PyValue): string => (name ? `${name}.${String(k)}` : String(k));
-    if (v instanceof Map) for (const [k, x] of v) walk(x, join(k));
-    else if (Array.isArray(v)) v.forEach((x, i) => walk(x, join(i)));
+/** flattenTensors for any kind of leaf (TensorRef for lazy reading). */
+function flattenLeaves<T extends PyValue>(tree: PyValue, isLeaf: (v: PyValue) => v is T, file: string, prefix = ""): Record<string, T> {
+  const out: Record<string, T> = Object.create(null);
+  const add = (name: string | undefined, t: T) => {
+    if (name === undefined) throw new CheckpointError(file, `a tensor's name would be longer than ${MAX_NAME} characters: nested deeper than any state dict`);
+    const full = prefix && name ? `${prefix}.${name}` : prefix || name;
+    if (Object.prototype.hasOwnProperty.call(out, full)) throw new CheckpointError(file, `two tensors are named '${full}'`, { tensor: full });
+    out[full] = t;
   };
-  walk(tree, prefix);
+  if (isLeaf(tree)) add("", tree);
+  walkTree(tree, (_, key, value, at) => {
+    if (isLeaf(value)) add(pathName(at, key), value);
+  });
   return out;
 }
 
 /** Keys under which training scripts commonly nest the weights, most likely first. */
 export const STATE_DICT_KEYS = ["state_dict", "model_state_dict", "model", "ema", "model_ema", "state_dict_ema", "net", "params"];
 
+/** The dicts and lists under `root` from which a leaf can be reached (one walk, whatever the nesting or cycles). */
+function leafHolders(root: PyValue, isLeaf: (v: PyValue) => boolean): Set<object> {
+  const parents = new Map<object, object[]>();
+  const holders = new Set<object>();
+  const todo: object[] = [];
+  walkTree(root, (parent, _, value) => {
+    if (isLeaf(value)) todo.push(parent);
+    else if (isContainer(value)) {
+      const list = parents.get(value as object);
+      if (list) list.push(parent);
+      else parents.set(value as object, [parent]);
+    }
+  });
+  while (todo.length > 0) {
+    const c = todo.pop()!;
+    if (holders.has(c)) continue;
+    holders.add(c);
+    for (const p of parents.get(c) ?? []) todo.push(p);
+  }
+  return holders;
+}
+
 /** Descend through wrapper dicts ({'state_dict': ..., 'epoch': 3}) to the dict that holds the weights. */
 export function findStateDict(tree: PyValue, isLeaf: (v: PyValue) => boolean = isHostTensor): PyValue {
-  const holdsLeaves = (v: PyValue): boolean => Object.keys(flattenLeaves(v, isLeaf as (v: PyValue) => v is PyValue)).length > 0;
+  const holders = leafHolders(tree, isLeaf);
+  const visited = new Set<PyValue>();
   let v = tree;
-  for (;;) {
-    if (!(v instanceof Map)) return v;
+  while (v instanceof Map && !visited.has(v)) {
+    visited.add(v);
     const m = v;
-    const key = STATE_DICT_KEYS.find((k) => holdsLeaves(m.get(k) ?? null));
+    const key = STATE_DICT_KEYS.find((k) => {
+      const x = m.get(k);
+      return (x !== undefined && isLeaf(x)) || (typeof x === "object" && x !== null && holders.has(x));
+    });
     if (key === undefined) return v;
-    v = m.get(key) as PyValue;
+    const inner = m.get(key) as PyValue;
+    // a dict that holds itself (d['state_dict'] = d) is where the descent ends
+    if (visited.has(inner)) return v;
+    v = inner;
   }
+  return v;
 }
 
 export interface CheckpointOptions {
@@ -325,26 +458,30 @@ function selectStateDict(root: PyValue, path: string, opts: CheckpointOptions, i
   let tree: PyValue = root;
   for (const part of opts.key.split(".")) {
     if (!(tree instanceof Map) || !tree.has(part)) {
-      const keys = root instanceof Map ? [...root.keys()].map(String).join(", ") : describe(root);
-      throw new Error(`${path}: no '${opts.key}' in the checkpoint (top level: ${keys})`);
+      const keys = root instanceof Map ? [...root.keys()].slice(0, 20).map(String).join(", ") : describe(root);
+      throw new CheckpointError(path, `no '${opts.key}' in the checkpoint (top level: ${keys})`);
     }
     tree = tree.get(part) as PyValue;
   }
   return tree;
 }
 
-function stripNames<T>(flat: Record<string, T>, stripPrefix: string | undefined): Record<string, T> {
+function stripNames<T>(flat: Record<string, T>, stripPrefix: string | undefined, path: string): Record<string, T> {
   if (!stripPrefix) return flat;
-  const out: Record<string, T> = {};
-  for (const [k, t] of Object.entries(flat)) out[k.startsWith(stripPrefix) ? k.slice(stripPrefix.length) : k] = t;
+  const out: Record<string, T> = Object.create(null);
+  for (const [k, t] of Object.entries(flat)) {
+    const name = k.startsWith(stripPrefix) ? k.slice(stripPrefix.length) : k;
+    if (Object.prototype.hasOwnProperty.call(out, name)) throw new CheckpointError(path, `two tensors are named '${name}' once '${stripPrefix}' is stripped`, { tensor: name });
+    out[name] = t;
+  }
   return out;
 }
 
 /** A checkpoint's tensors by dotted name, from either torch.save format, with the state dict found inside wrappers. */
 export function readTorchCheckpoint(path: string, opts: CheckpointOptions = {}): Record<string, HostTensor> {
-  const flat = flattenTensors(selectStateDict(loadTorchObject(path), path, opts, isHostTensor));
-  if (Object.keys(flat).length === 0) throw new Error(`${path}: no tensors found in the checkpoint`);
-  return stripNames(flat, opts.stripPrefix);
+  const flat = flattenTensors(selectStateDict(loadTorchObject(path), path, opts, isHostTensor), path);
+  if (Object.keys(flat).length === 0) throw new CheckpointError(path, "no tensors found in the checkpoint");
+  return stripNames(flat, opts.stripPrefix, path);
 }
 
 const isTensorRef = (v: PyValue): v is TensorRef => v instanceof TensorRef;
@@ -357,14 +494,17 @@ const isTensorRef = (v: PyValue): v is TensorRef => v instanceof TensorRef;
 export class TorchCheckpointFile implements TensorSource {
   private readonly f: TorchFile;
   private readonly refs: Record<string, TensorRef>;
+  private readonly budget = new CopyBudget();
+  /** The storages met so far, to check that every reference to a key agrees on it. */
+  private readonly declared = new Map<string, StorageRef>();
   /** The last storage read: views into one storage (old legacy files) do not read it again for each tensor. */
   private last?: { key: string; data: HostData };
 
   constructor(readonly source: string, opts: CheckpointOptions = {}) {
     this.f = openTorchFile(source);
     try {
-      this.refs = stripNames(flattenLeaves(selectStateDict(this.f.root, source, opts, isTensorRef), isTensorRef), opts.stripPrefix);
-      if (Object.keys(this.refs).length === 0) throw new Error(`${source}: no tensors found in the checkpoint`);
+      this.refs = stripNames(flattenLeaves(selectStateDict(this.f.root, source, opts, isTensorRef), isTensorRef, source), opts.stripPrefix, source);
+      if (Object.keys(this.refs).length === 0) throw new CheckpointError(source, "no tensors found in the checkpoint");
     } catch (e) {
       this.f.close();
       throw e;
@@ -378,7 +518,7 @@ export class TorchCheckpointFile implements TensorSource {
     return Object.prototype.hasOwnProperty.call(this.refs, name);
   }
   private ref(name: string): TensorRef {
-    if (!this.has(name)) throw new Error(`${this.source}: no tensor '${name}' (has ${this.names().length})`);
+    if (!this.has(name)) throw new CheckpointError(this.source, `no such tensor (the file has ${this.names().length})`, { tensor: name });
     return this.refs[name];
   }
   info(name: string): { dtype: DType; shape: number[] } {
@@ -387,8 +527,15 @@ export class TorchCheckpointFile implements TensorSource {
   }
   get(name: string): HostTensor {
     const r = this.ref(name);
-    if (this.last?.key !== r.storage.key) this.last = { key: r.storage.key, data: storageData(r.storage, this.f.storageBytes(r.storage), this.source) };
-    const t = tensorFromStorage(r, this.last.data, this.source);
+    const seen = this.declared.get(r.storage.key);
+    if (seen) checkSameStorage(seen, r.storage, this.source, name);
+    else this.declared.set(r.storage.key, r.storage);
+    if (this.last?.key !== r.storage.key) {
+      const bytes = this.f.storageBytes(r.storage);
+      this.budget.read(bytes.length);
+      this.last = { key: r.storage.key, data: storageData(r.storage, bytes, this.source, name) };
+    }
+    const t = tensorFromStorage(r, this.last.data, this.source, name, this.budget);
     // a tensor that shares the cached storage's memory must not keep the cache alive for the next one
     if (t.data === this.last.data) this.last = undefined;
     return t;

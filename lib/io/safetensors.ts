@@ -1,4 +1,5 @@
 import * as fs from "fs";
+import { CheckpointError } from "./checkpoint_error";
 import { DType, HostTensor, numel, shapeStr } from "./host_tensor";
 import { ELEMENT_SIZE, assertLittleEndianHost, openForRead, readAt, tensorBytes, typedView, writeAll, writeAtomic } from "./file_bytes";
 import type { TensorSource } from "./tensor_source";
@@ -6,12 +7,15 @@ import type { TensorSource } from "./tensor_source";
 // safetensors (huggingface/safetensors): u64 little-endian header length N, N bytes of JSON
 // {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the tensors' bytes,
 // offsets counted from the end of the header. Opening reads only the header; get(name) reads one byte range.
+// As the reference implementation requires, the tensors' byte ranges tile the data exactly: sorted by offset, each
+// starts where the previous one ended, the first at 0, the last at the end of the file (no gaps, no overlaps, no
+// aliasing, no trailing bytes).
 
-const TO_DTYPE: Record<string, DType> = {
-  F64: "float64", F32: "float32", F16: "float16", BF16: "bfloat16",
-  I64: "int64", I32: "int32", I16: "int16", I8: "int8", U8: "uint8", BOOL: "bool",
-};
-const FROM_DTYPE = Object.fromEntries(Object.entries(TO_DTYPE).map(([k, v]) => [v, k])) as Record<DType, string>;
+const TO_DTYPE = new Map<string, DType>([
+  ["F64", "float64"], ["F32", "float32"], ["F16", "float16"], ["BF16", "bfloat16"],
+  ["I64", "int64"], ["I32", "int32"], ["I16", "int16"], ["I8", "int8"], ["U8", "uint8"], ["BOOL", "bool"],
+]);
+const FROM_DTYPE = Object.fromEntries([...TO_DTYPE].map(([k, v]) => [v, k])) as Record<DType, string>;
 
 /** The reference implementation refuses headers over 100 MB; a bigger one means a corrupt length. */
 const MAX_HEADER = 100_000_000;
@@ -24,8 +28,11 @@ export interface SafetensorsInfo {
   end: number;
 }
 
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
 export class SafetensorsFile implements TensorSource {
-  readonly metadata: Record<string, string> = {};
+  readonly metadata: Record<string, string> = Object.create(null);
   private readonly infos = new Map<string, SafetensorsInfo>();
   private readonly stamp: string;
 
@@ -42,8 +49,8 @@ export class SafetensorsFile implements TensorSource {
   }
 
   private parseHeader(fd: number, size: number): void {
-    const fail = (m: string): never => {
-      throw new Error(`${this.file}: ${m}`);
+    const fail = (m: string, tensor?: string): never => {
+      throw new CheckpointError(this.file, m, { tensor });
     };
     if (size < 8) fail(`truncated file: ${size} bytes is too short for a safetensors header`);
     const n = new DataView(readAt(fd, 0, 8, this.file, "header length").buffer).getBigUint64(0, true);
@@ -52,33 +59,42 @@ export class SafetensorsFile implements TensorSource {
     const bytes = readAt(fd, 8, headerLen, this.file, "JSON header");
     let header: unknown;
     try {
-      header = JSON.parse(new TextDecoder().decode(bytes));
+      header = JSON.parse(utf8.decode(bytes));
     } catch (e) {
-      return fail(`header is not valid JSON (${(e as Error).message}), not a safetensors file`);
+      return fail(`header is not valid UTF-8 JSON (${(e as Error).message}), not a safetensors file`);
     }
-    if (typeof header !== "object" || header === null || Array.isArray(header)) return fail("header is not a JSON object");
+    if (!isObject(header)) return fail("header is not a JSON object");
     const dataStart = 8 + headerLen;
-    for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+    for (const [name, raw] of Object.entries(header)) {
       if (name === "__metadata__") {
-        for (const [k, v] of Object.entries((raw ?? {}) as Record<string, unknown>)) {
-          if (typeof v !== "string") fail(`__metadata__ value '${k}' should be a string`);
-          this.metadata[k] = v as string;
-        }
+        if (raw === null) continue;
+        if (!isObject(raw) || !Object.values(raw).every((v) => typeof v === "string")) fail("__metadata__ should be an object of strings");
+        Object.assign(this.metadata, raw);
         continue;
       }
+      if (!isObject(raw)) fail("entry should be an object {dtype, shape, data_offsets}", name);
       const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      const dtype = TO_DTYPE[String(e?.dtype)];
-      if (!dtype) fail(`unknown dtype '${String(e?.dtype)}' for tensor '${name}' (supported: ${Object.keys(TO_DTYPE).join(", ")})`);
+      const dtype = typeof e.dtype === "string" ? TO_DTYPE.get(e.dtype) : undefined;
+      if (!dtype) fail(`unknown dtype '${String(e.dtype)}' (supported: ${[...TO_DTYPE.keys()].join(", ")})`, name);
       const shape = e.shape;
       const offs = e.data_offsets;
-      if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) fail(`tensor '${name}' has a bad shape`);
-      if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isInteger(d) && d >= 0) || offs[1] < offs[0]) fail(`tensor '${name}' has bad data_offsets`);
-      const [b, en] = offs as number[];
-      const want = numel(shape as number[]) * ELEMENT_SIZE[dtype];
-      if (en - b !== want) fail(`tensor '${name}' ${dtype}${shapeStr(shape as number[])} needs ${want} bytes but data_offsets span ${en - b}`);
-      if (dataStart + en > size) fail(`truncated file: tensor '${name}' ends at byte ${dataStart + en} but the file has ${size}`);
-      this.infos.set(name, { dtype, shape: shape as number[], begin: dataStart + b, end: dataStart + en });
+      const naturals = (v: unknown, len?: number): v is number[] =>
+        Array.isArray(v) && (len === undefined || v.length === len) && v.every((d) => Number.isSafeInteger(d) && d >= 0);
+      if (!naturals(shape)) return fail(`shape ${JSON.stringify(shape)} is not a list of non-negative integers`, name);
+      if (!naturals(offs, 2) || offs[1] < offs[0]) return fail(`data_offsets ${JSON.stringify(offs)} should be [begin, end] with 0 <= begin <= end`, name);
+      const [b, en] = offs;
+      const want = numel(shape) * ELEMENT_SIZE[dtype!];
+      if (!Number.isSafeInteger(want) || en - b !== want) fail(`${dtype}${shapeStr(shape)} needs ${want} bytes but data_offsets span ${en - b}`, name);
+      this.infos.set(name, { dtype: dtype!, shape, begin: dataStart + b, end: dataStart + en });
     }
+    // Sorted by offsets, tensors must be back to back from 0 to the end of the file.
+    let expect = dataStart;
+    for (const [name, i] of [...this.infos].sort(([, x], [, y]) => x.begin - y.begin || x.end - y.end)) {
+      if (i.begin !== expect) fail(`data_offsets [${i.begin - dataStart},${i.end - dataStart}] start at ${i.begin - dataStart}, expected ${expect - dataStart}: tensors must tile the data without gaps or overlaps`, name);
+      expect = i.end;
+    }
+    if (expect > size) fail(`truncated file: the tensors need ${expect - dataStart} bytes of data but the file holds ${size - dataStart}`);
+    if (expect < size) fail(`${size - expect} bytes after the last tensor (the reference implementation refuses trailing data)`);
   }
 
   get source(): string {
@@ -95,7 +111,7 @@ export class SafetensorsFile implements TensorSource {
 
   info(name: string): SafetensorsInfo {
     const i = this.infos.get(name);
-    if (!i) throw new Error(`${this.file}: no tensor '${name}' (has ${this.infos.size}: ${this.names().slice(0, 5).join(", ")}${this.infos.size > 5 ? ", ..." : ""})`);
+    if (!i) throw new CheckpointError(this.file, `no such tensor (the file has ${this.infos.size}: ${this.names().slice(0, 5).join(", ")}${this.infos.size > 5 ? ", ..." : ""})`, { tensor: name });
     return i;
   }
 
@@ -105,7 +121,7 @@ export class SafetensorsFile implements TensorSource {
     const fd = openForRead(this.file);
     try {
       const st = fs.fstatSync(fd);
-      if (`${st.size}:${st.mtimeMs}` !== this.stamp) throw new Error(`${this.file}: file changed since its header was read; open it again`);
+      if (`${st.size}:${st.mtimeMs}` !== this.stamp) throw new CheckpointError(this.file, "file changed since its header was read; open it again");
       const bytes = readAt(fd, i.begin, i.end - i.begin, this.file, `tensor '${name}'`);
       return { dtype: i.dtype, shape: [...i.shape], data: typedView(i.dtype, bytes) };
     } finally {
@@ -117,9 +133,10 @@ export class SafetensorsFile implements TensorSource {
 /** All tensors and the metadata of a safetensors file. */
 export function readSafetensors(file: string): { tensors: Record<string, HostTensor>; metadata: Record<string, string> } {
   const f = new SafetensorsFile(file);
-  const tensors: Record<string, HostTensor> = {};
+  // null-prototype records: a tensor may be named __proto__ or constructor
+  const tensors: Record<string, HostTensor> = Object.create(null);
   for (const name of f.names()) tensors[name] = f.get(name);
-  return { tensors, metadata: { ...f.metadata } };
+  return { tensors, metadata: Object.assign(Object.create(null), f.metadata) };
 }
 
 /** A tensor to write, read only when its turn comes (so a big model is written without a second copy in memory). */
@@ -137,7 +154,7 @@ export function writeSafetensors(file: string, tensors: Record<string, HostTenso
 /** writeSafetensors for tensors produced one at a time; each read() must match its declared dtype and shape. */
 export function writeSafetensorsLazy(file: string, tensors: Array<[string, LazyTensor]>, metadata?: Record<string, string>): void {
   assertLittleEndianHost();
-  const header: Record<string, unknown> = {};
+  const header: Record<string, unknown> = Object.create(null);
   if (metadata) {
     for (const [k, v] of Object.entries(metadata)) if (typeof v !== "string") throw new Error(`${file}: metadata '${k}' must be a string`);
     header.__metadata__ = metadata;

@@ -1,5 +1,6 @@
 import * as fs from "fs";
 import * as path from "path";
+import { CheckpointError } from "./checkpoint_error";
 import { DType, HostTensor, numel, shapeStr } from "./host_tensor";
 import { readJsonFile } from "./json_file";
 import { SafetensorsFile } from "./safetensors";
@@ -30,7 +31,7 @@ export interface TensorSource {
 
 function noTensor(source: string, name: string, names: string[]): Error {
   const some = names.slice(0, 5).join(", ");
-  return new Error(`${source}: no tensor '${name}' (has ${names.length}: ${some}${names.length > 5 ? ", ..." : ""})`);
+  return new CheckpointError(source, `no such tensor (the source has ${names.length}: ${some}${names.length > 5 ? ", ..." : ""})`, { tensor: name });
 }
 
 /** Tensors already in memory (e.g. a state dict read whole) as a source. */
@@ -63,7 +64,7 @@ export function viewSource(src: TensorSource, entries: Map<string, ViewEntry>, s
     if (!src.has(e.from)) throw noTensor(src.source, e.from, src.names());
     const have = src.info(e.from).shape;
     if (e.shape && numel(e.shape) !== numel(have)) {
-      throw new Error(`${src.source}: cannot view '${e.from}' ${shapeStr(have)} as '${name}' ${shapeStr(e.shape)}`);
+      throw new CheckpointError(src.source, `cannot view '${e.from}' ${shapeStr(have)} as '${name}' ${shapeStr(e.shape)}`);
     }
   }
   const entry = (name: string): ViewEntry => {
@@ -108,14 +109,14 @@ export class ShardedSource implements TensorSource {
   constructor(readonly source: string) {
     const index = readJsonFile(source);
     const map = (index as { weight_map?: unknown })?.weight_map;
-    if (typeof map !== "object" || map === null || Array.isArray(map)) throw new Error(`${source}: shard index without a "weight_map" object`);
+    if (typeof map !== "object" || map === null || Array.isArray(map)) throw new CheckpointError(source, `shard index without a "weight_map" object`);
     for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
-      if (typeof file !== "string" || file.includes("/") || file.includes("\\")) throw new Error(`${source}: weight_map entry '${name}' should name a file beside the index, got ${JSON.stringify(file)}`);
+      if (typeof file !== "string" || file.includes("/") || file.includes("\\")) throw new CheckpointError(source, `weight_map entry '${name}' should name a file beside the index, got ${JSON.stringify(file)}`);
       this.weightMap.set(name, file);
     }
     for (const file of new Set(this.weightMap.values())) {
       const p = path.join(path.dirname(source), file);
-      if (!fs.existsSync(p)) throw new Error(`${source}: shard '${file}' is missing (expected at ${p})`);
+      if (!fs.existsSync(p)) throw new CheckpointError(source, `shard '${file}' is missing (expected at ${p})`);
     }
   }
 
@@ -127,7 +128,7 @@ export class ShardedSource implements TensorSource {
       s = openTensorFile(path.join(path.dirname(this.source), file));
       this.shards.set(file, s);
     }
-    if (!s.has(name)) throw new Error(`${this.source}: the index puts '${name}' in '${file}', which does not hold it`);
+    if (!s.has(name)) throw new CheckpointError(this.source, `the index puts '${name}' in '${file}', which does not hold it`);
     return s;
   }
 
@@ -154,9 +155,9 @@ export class ShardedSource implements TensorSource {
  * (`.bin`, `.ckpt`, `.pt`, `.pth`; `torchKey` picks the state dict inside, as CheckpointOptions.key does).
  */
 export function openTensorFile(file: string, torchKey?: string): TensorSource {
-  if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
+  if (!fs.existsSync(file)) throw new CheckpointError(file, `no such file`);
   if (file.endsWith(".index.json")) return new ShardedSource(file);
   if (file.endsWith(".safetensors")) return new SafetensorsFile(file);
   if (/\.(bin|ckpt|pt|pth)$/.test(file)) return new TorchCheckpointFile(file, { key: torchKey });
-  throw new Error(`${file}: unknown weights format (expected .safetensors, .bin, .ckpt, .pt, .pth or a *.index.json shard index)`);
+  throw new CheckpointError(file, `unknown weights format (expected .safetensors, .bin, .ckpt, .pt, .pth or a *.index.json shard index)`);
 }

@@ -1,3 +1,4 @@
+import { CheckpointError } from "./checkpoint_error";
 import { numel, shapeStr } from "./host_tensor";
 import { toFloat32 } from "./dtype";
 import type { TensorSource } from "./tensor_source";
@@ -69,7 +70,7 @@ export function streamWeights(src: TensorSource, expected: ExpectedWeight[], opt
   for (const k of src.names()) {
     const name = opts.rename ? opts.rename(k) : k;
     if (name === undefined) continue;
-    if (fileKey.has(name)) throw new Error(`${src.source}: keys '${fileKey.get(name)}' and '${k}' both map to weight '${name}'`);
+    if (fileKey.has(name)) throw new CheckpointError(src.source, `keys '${fileKey.get(name)}' and '${k}' both map to weight '${name}'`);
     fileKey.set(name, k);
   }
   const missing: string[] = [];
@@ -91,13 +92,13 @@ export function streamWeights(src: TensorSource, expected: ExpectedWeight[], opt
     ...(misshapen.length ? [`weight ${listed(misshapen)}`] : []),
     ...(unused.length ? [`${unused.length} weight(s) not used by the model: ${listed(unused)}`] : []),
   ];
-  if (problems.length) throw new Error(`${src.source}: ${problems.join("; ")}`);
+  if (problems.length) throw new CheckpointError(src.source, problems.join("; "));
   for (const e of expected) {
     const k = fileKey.get(e.name)!;
     const t = src.get(k);
     const want = torchShape(e);
     let data = toFloat32(t, `${src.source}: weight '${k}'`);
-    if (numel(want) !== data.length) throw new Error(`${src.source}: weight '${k}' holds ${data.length} values for shape ${shapeStr(want)}`);
+    if (numel(want) !== data.length) throw new CheckpointError(src.source, `weight '${k}' holds ${data.length} values for shape ${shapeStr(want)}`);
     if (e.layout === "conv") data = oihwToHwio(data, want);
     else if (e.layout === "linear") data = transpose2d(data, want);
     put(e, data);

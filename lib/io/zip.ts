@@ -1,9 +1,12 @@
 import * as fs from "fs";
 import * as zlib from "zlib";
+import { CheckpointError } from "./checkpoint_error";
 import { fileSize, openForRead, readAt, writeAll, writeAtomic } from "./file_bytes";
 
 // A minimal zip reader and writer (PKWARE APPNOTE 6.3): enough for torch.save archives and numpy .npz files.
-// The reader trusts the central directory, reads an entry's bytes only when asked, and understands zip64.
+// The reader takes entries from the central directory, which must agree with the end record (entry count, size,
+// position) and name each entry once; it reads an entry's bytes only when asked, and understands zip64.
+// Inflating stops at the entry's declared size, and no deflated entry may declare more than MAX_INFLATED_BYTES.
 
 const SIG_LOCAL = 0x04034b50;
 const SIG_CENTRAL = 0x02014b50;
@@ -15,10 +18,19 @@ const METHOD_DEFLATED = 8;
 const ZIP64_EXTRA = 0x0001;
 /** A 32-bit size or offset of all ones means "look in the zip64 extra field". */
 const MAX32 = 0xffffffff;
+/** General-purpose flag bits 0 (encrypted) and 6 (strong encryption). */
+const FLAG_ENCRYPTED = 0x0041;
+/**
+ * The most a deflated entry may inflate to. A stored entry is bounded by the file itself; a deflated one only by
+ * what it declares (deflate reaches ~1000:1, so a 2 MB file can claim 2 GB honestly). torch.save stores its
+ * entries; numpy's savez_compressed is the only deflating writer met here, and 1 GiB is far above its use.
+ */
+export const MAX_INFLATED_BYTES = 2 ** 30;
 
 export interface ZipEntry {
   name: string;
   method: number;
+  flags: number;
   crc32: number;
   compressedSize: number;
   size: number;
@@ -55,7 +67,7 @@ function view(b: Uint8Array): DataView {
 /** Read a u64 that must fit a JS number (2^53 bytes is far beyond any file here). */
 function u64(v: DataView, at: number, file: string): number {
   const x = v.getBigUint64(at, true);
-  if (x > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`${file}: zip64 value ${x} is too large`);
+  if (x > BigInt(Number.MAX_SAFE_INTEGER)) throw new CheckpointError(file, `corrupt zip: zip64 value ${x} is too large`);
   return Number(x);
 }
 
@@ -86,34 +98,52 @@ export class ZipReader {
         break;
       }
     }
-    if (eocd < 0) throw new Error(`${this.file}: not a zip archive or truncated file (no end-of-central-directory record)`);
+    const fail = (m: string): never => {
+      throw new CheckpointError(this.file, m);
+    };
+    if (eocd < 0) fail("not a zip archive or truncated file (no end-of-central-directory record)");
     let count = tv.getUint16(eocd + 10, true);
     let cdSize = tv.getUint32(eocd + 12, true);
     let cdOffset = tv.getUint32(eocd + 16, true);
-    const eocdPos = size - tailLen + eocd;
-    if (count === 0xffff || cdSize === MAX32 || cdOffset === MAX32) {
-      if (eocdPos < 20) throw new Error(`${this.file}: zip64 archive without a zip64 locator`);
-      const loc = view(readAt(this.fd, eocdPos - 20, 20, this.file, "zip64 locator"));
-      if (loc.getUint32(0, true) !== SIG_EOCD64_LOCATOR) throw new Error(`${this.file}: zip64 archive without a zip64 locator`);
-      const rec = view(readAt(this.fd, u64(loc, 8, this.file), 56, this.file, "zip64 end record"));
-      if (rec.getUint32(0, true) !== SIG_EOCD64) throw new Error(`${this.file}: bad zip64 end-of-central-directory record`);
-      count = u64(rec, 32, this.file);
-      cdSize = u64(rec, 40, this.file);
-      cdOffset = u64(rec, 48, this.file);
+    if (tv.getUint16(eocd + 4, true) !== 0 || tv.getUint16(eocd + 6, true) !== 0 || tv.getUint16(eocd + 8, true) !== count) {
+      fail("multi-disk zip archives are not supported (or the end record is corrupt)");
     }
+    const eocdPos = size - tailLen + eocd;
+    // The central directory ends where the end record begins, or the zip64 end record, which torch and Python
+    // write whenever they write a locator (even when no field overflows); its values then take precedence.
+    let cdEnd = eocdPos;
+    const loc = eocdPos >= 20 ? view(readAt(this.fd, eocdPos - 20, 20, this.file, "zip64 locator")) : undefined;
+    if (loc && loc.getUint32(0, true) === SIG_EOCD64_LOCATOR) {
+      cdEnd = u64(loc, 8, this.file);
+      const rec = view(readAt(this.fd, cdEnd, 56, this.file, "zip64 end record"));
+      if (rec.getUint32(0, true) !== SIG_EOCD64) fail("bad zip64 end-of-central-directory record");
+      const wide = [u64(rec, 32, this.file), u64(rec, 40, this.file), u64(rec, 48, this.file)];
+      const narrow = [count, cdSize, cdOffset];
+      const saturated = [0xffff, MAX32, MAX32];
+      if (narrow.some((v, i) => v !== saturated[i] && v !== wide[i])) fail("corrupt zip: the end record and the zip64 end record disagree");
+      // the record's own size field counts what follows it (44 bytes, plus any extensible data)
+      if (cdEnd + 12 + u64(rec, 4, this.file) + 20 !== eocdPos) fail("corrupt zip: the zip64 end record does not end where its locator begins");
+      [count, cdSize, cdOffset] = wide;
+    } else if (count === 0xffff || cdSize === MAX32 || cdOffset === MAX32) {
+      fail("zip64 archive without a zip64 locator");
+    }
+    if (cdOffset + cdSize !== cdEnd) fail(`corrupt zip: the central directory (${cdSize} bytes at ${cdOffset}) does not end where the end record starts (${cdEnd})`);
     const cd = readAt(this.fd, cdOffset, cdSize, this.file, "zip central directory");
     const cv = view(cd);
     const decoder = new TextDecoder();
     let p = 0;
     for (let n = 0; n < count; n++) {
-      if (p + 46 > cd.length || cv.getUint32(p, true) !== SIG_CENTRAL) throw new Error(`${this.file}: corrupt zip central directory at entry ${n}`);
+      if (p + 46 > cd.length || cv.getUint32(p, true) !== SIG_CENTRAL) fail(`corrupt zip central directory at entry ${n}`);
       const nameLen = cv.getUint16(p + 28, true);
       const extraLen = cv.getUint16(p + 30, true);
       const commentLen = cv.getUint16(p + 32, true);
+      if (p + 46 + nameLen + extraLen + commentLen > cd.length) fail(`corrupt zip central directory at entry ${n}`);
       const name = decoder.decode(cd.subarray(p + 46, p + 46 + nameLen));
+      if (this.entries.has(name)) throw new CheckpointError(this.file, "appears twice in the zip central directory", { entry: name });
       const e: ZipEntry = {
         name,
         method: cv.getUint16(p + 10, true),
+        flags: cv.getUint16(p + 8, true),
         crc32: cv.getUint32(p + 16, true),
         compressedSize: cv.getUint32(p + 20, true),
         size: cv.getUint32(p + 24, true),
@@ -123,6 +153,7 @@ export class ZipReader {
       this.entries.set(name, e);
       p += 46 + nameLen + extraLen + commentLen;
     }
+    if (p !== cd.length) fail(`corrupt zip: the end record lists ${count} entries but the central directory holds more`);
   }
 
   /** The zip64 extra field holds, in this order, only those of the three fields that were saturated. */
@@ -148,24 +179,42 @@ export class ZipReader {
     return this.entries.has(name);
   }
 
-  /** The entry's uncompressed bytes, checked against its CRC-32. */
+  /** The entry's uncompressed bytes, checked against its CRC-32; memory is bounded by its declared size. */
   read(name: string): Uint8Array {
     const e = this.entries.get(name);
-    if (!e) throw new Error(`${this.file}: zip archive has no entry '${name}'`);
+    const fail = (m: string): never => {
+      throw new CheckpointError(this.file, m, { entry: name });
+    };
+    if (!e) return fail("no such entry in the zip archive");
+    if (e.flags & FLAG_ENCRYPTED) fail("encrypted zip entries are not supported");
+    if (e.method !== METHOD_STORED && e.method !== METHOD_DEFLATED) fail(`compression method ${e.method} is not supported (only stored and deflated)`);
+    if (e.method === METHOD_STORED && e.compressedSize !== e.size) fail(`stored entry of ${e.compressedSize} bytes declares ${e.size} (corrupt zip)`);
+    if (e.method === METHOD_DEFLATED && e.size > MAX_INFLATED_BYTES) {
+      fail(`declares ${e.size} bytes, over the ${MAX_INFLATED_BYTES}-byte limit for one deflated entry (zip bomb or corrupt file)`);
+    }
     const local = view(readAt(this.fd, e.localHeaderOffset, 30, this.file, `zip local header of '${name}'`));
-    if (local.getUint32(0, true) !== SIG_LOCAL) throw new Error(`${this.file}: bad zip local header for '${name}'`);
+    if (local.getUint32(0, true) !== SIG_LOCAL) fail("bad zip local header");
+    // as Python's zipfile does: a local header naming another file means a corrupt or doctored directory
+    const localName = new TextDecoder().decode(readAt(this.fd, e.localHeaderOffset + 30, local.getUint16(26, true), this.file, `zip local header of '${name}'`));
+    if (localName !== name) fail(`the local header names '${localName}' (corrupt zip directory)`);
     // The local header's own name/extra lengths decide where the data starts (torch pads the extra field to align data).
     const dataStart = e.localHeaderOffset + 30 + local.getUint16(26, true) + local.getUint16(28, true);
     const raw = readAt(this.fd, dataStart, e.compressedSize, this.file, `zip entry '${name}'`);
-    let data: Uint8Array;
-    if (e.method === METHOD_STORED) data = raw;
-    else if (e.method === METHOD_DEFLATED) {
-      const out = zlib.inflateRawSync(raw);
+    let data = raw;
+    if (e.method === METHOD_DEFLATED) {
+      let out: Buffer;
+      try {
+        // zlib stops and throws once the output would pass maxOutputLength, so a bomb costs at most the declared size.
+        out = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size) });
+      } catch (err) {
+        return (err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE"
+          ? fail(`inflates to more than its declared ${e.size} bytes (zip bomb or corrupt file)`)
+          : fail(`corrupt deflate data (zlib: ${(err as Error).message})`);
+      }
       data = new Uint8Array(out.buffer, out.byteOffset, out.length);
     }
-    else throw new Error(`${this.file}: zip entry '${name}' uses compression method ${e.method} (only stored and deflated are supported)`);
-    if (data.length !== e.size) throw new Error(`${this.file}: zip entry '${name}' has ${data.length} bytes, expected ${e.size}`);
-    if (crc32(data) !== e.crc32) throw new Error(`${this.file}: zip entry '${name}' fails its CRC-32 check (corrupt file)`);
+    if (data.length !== e.size) fail(`has ${data.length} bytes, expected ${e.size}`);
+    if (crc32(data) !== e.crc32) fail("fails its CRC-32 check (corrupt file)");
     return data;
   }
 

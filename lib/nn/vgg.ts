@@ -41,12 +41,22 @@ export function vgg16TapChannels(opts: VggOptions = {}): number[] {
   return vgg16Stages(opts).map((s) => s[s.length - 1]);
 }
 
+/**
+ * The smallest input side for which each of `layers` (in order) leaves at least one pixel: a valid max-pool of
+ * size k and stride s needs s (m - 1) + k pixels to give m; the padded 3x3 convs keep the size.
+ */
+function minSide(layers: Layer[]): number {
+  return layers.reduceRight((m, l) => (l instanceof MaxPool2d ? l.stride * (m - 1) + l.k : m), 1);
+}
+
 /** torchvision VGG16 `features`, NHWC. */
 export class Vgg16 extends Layer {
   features: Sequential;
   /** Indices in `features` of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3. */
   readonly tapIndices: number[] = [];
   readonly tapChannels: number[];
+  /** Smallest input side that reaches the last tap (relu5_3) with a pixel: 16, after four pools. */
+  readonly minInputSize: number;
   constructor(rng: Rng, opts: VggOptions & { inChannels?: number } = {}) {
     super();
     const layers: Layer[] = [];
@@ -61,6 +71,7 @@ export class Vgg16 extends Layer {
     }
     this.features = new Sequential(layers);
     this.tapChannels = vgg16TapChannels(opts);
+    this.minInputSize = minSide(layers.slice(0, this.tapIndices[this.tapIndices.length - 1] + 1));
   }
 
   /** The five LPIPS taps; the last pool is not needed for them and is skipped. */
@@ -108,6 +119,8 @@ export class LatentVgg16Bn extends Layer {
   slice4: Slice;
   slice5: Slice;
   readonly tapChannels: number[];
+  /** Smallest input side that reaches the last tap (slice 5, after its pool) with a pixel: 4, after two pools. */
+  readonly minInputSize: number;
   constructor(readonly latentChannels: number, rng: Rng, opts: VggOptions = {}) {
     super();
     const slices: Slice[] = [];
@@ -126,6 +139,7 @@ export class LatentVgg16Bn extends Layer {
     });
     [this.slice1, this.slice2, this.slice3, this.slice4, this.slice5] = slices;
     this.tapChannels = vgg16TapChannels(opts);
+    this.minInputSize = minSide(slices.flatMap((sl) => sl.entries.map(([, m]) => m)));
   }
 
   private slices(): Slice[] {

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { checkOptions, OptionSpec } from "../core/options";
 import { Rng } from "../core/random";
 
 // The E-LatentLPIPS ensemble: d(T(x0), T(x1)) with T a random differentiable augmentation, one draw per sample,
@@ -75,6 +76,18 @@ export const DEFAULT_AUGMENT: AugmentConfig = {
   xfracStd: 0.125,
   cutoutSize: 0.5,
   resample: "wavelet",
+};
+
+/** What each option may be (ops: resolveOps checks it). */
+const AUGMENT_OPTIONS: Record<keyof AugmentConfig, OptionSpec | null> = {
+  ops: null,
+  xintMax: { type: "number", min: 0 },
+  scaleStd: { type: "number", min: 0 },
+  rotateMax: { type: "number", min: 0 },
+  anisoStd: { type: "number", min: 0 },
+  xfracStd: { type: "number", min: 0 },
+  cutoutSize: { type: "number", min: 0, max: 1 },
+  resample: { type: "enum", values: ["wavelet", "bilinear"] },
 };
 
 /** Preset or op names -> the set of ops, in pipeline order; anything else is an error naming what is valid. */
@@ -382,7 +395,9 @@ export class Augment {
     readonly draw: AugmentDraw,
     readonly batch: number,
     readonly config: AugmentConfig = DEFAULT_AUGMENT,
-  ) {}
+  ) {
+    checkOptions("Augment config", config, AUGMENT_OPTIONS);
+  }
 
   /** The geometric inverse matrices for images of this size, or null when the draw has no geometric op (ADA then
    * skips resampling altogether, so colour-only presets leave the geometry bit-exact). */
@@ -444,6 +459,7 @@ function cutoutMask(centre: XY, size: number, batch: number, height: number, wid
 
 /** Draws one augmentation for a batch. `options` overrides DEFAULT_AUGMENT field by field. */
 export function sampleAugment(options: Partial<AugmentConfig>, batch: number, rng: Rng): Augment {
+  checkOptions("sampleAugment options", options, AUGMENT_OPTIONS);
   const config = { ...DEFAULT_AUGMENT, ...options };
   const ops = resolveOps(config.ops);
   return new Augment(sampleDraw(ops, config, batch, rng), batch, config);

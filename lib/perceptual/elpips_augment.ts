@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { checkOptions, OptionSpec } from "../core/options";
 import { Rng } from "../core/random";
 
 // The E-LPIPS input ensemble (Kettunen, Härkönen, Lehtinen 2019, mkettune/elpips `sample_ensemble` /
@@ -35,6 +36,16 @@ export const DEFAULT_ELPIPS: ElpipsConfig = {
   permute: true,
   colour: "color",
   dropoutKeep: 0.99,
+};
+
+const ELPIPS_OPTIONS: Record<keyof ElpipsConfig, OptionSpec> = {
+  numScales: { type: "int", min: 1 },
+  offsetMax: { type: "int", min: 0 },
+  flip: { type: "bool" },
+  swap: { type: "bool" },
+  permute: { type: "bool" },
+  colour: { type: "enum", values: ["color", "brightness", "off"] },
+  dropoutKeep: { type: "number", above: 0, max: 1 },
 };
 
 export interface ElpipsDraw {
@@ -81,6 +92,7 @@ function stratifiedUniform(batch: number, rng: Rng): number[] {
 const MAX_ENUMERATED_CHANNELS = 6;
 
 export function sampleElpips(options: Partial<ElpipsConfig>, batch: number, channels: number, rng: Rng): ElpipsTransform {
+  checkOptions("sampleElpips options", options, ELPIPS_OPTIONS);
   const cfg = { ...DEFAULT_ELPIPS, ...options };
   const offsetY: number[] = [];
   const offsetX: number[] = [];
@@ -140,7 +152,9 @@ export class ElpipsTransform {
   constructor(
     readonly draw: ElpipsDraw,
     readonly config: ElpipsConfig = DEFAULT_ELPIPS,
-  ) {}
+  ) {
+    checkOptions("ElpipsTransform config", config, ELPIPS_OPTIONS);
+  }
 
   apply(x: tf.Tensor4D): tf.Tensor4D {
     const d = this.draw;

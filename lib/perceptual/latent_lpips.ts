@@ -94,6 +94,10 @@ export class LatentLpips extends Module {
     if (x0.shape.join() !== x1.shape.join() || x0.shape[3] !== c) {
       throw new Error(`LatentLpips: inputs must be two NHWC batches of one shape with ${c} channels, got [${x0.shape}] and [${x1.shape}]`);
     }
+    const [, h, w] = x0.shape;
+    const min = this.net.minInputSize;
+    // smaller latents reach a tap with no pixels (wasm then spins forever in the pool); checked before augmenting
+    if (h < min || w < min) throw new Error(`LatentLpips: latents are ${h}x${w}; the trunk's max-pools (stages 4 and 5) need at least ${min}x${min}`);
     return tf.tidy(() => {
       let a = x0;
       let b = x1;

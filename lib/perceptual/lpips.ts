@@ -124,6 +124,10 @@ export class Lpips {
     if (x0.shape.join() !== x1.shape.join() || x0.shape[3] !== 3) {
       throw new Error(`Lpips: inputs must be two NHWC RGB batches of one shape, got [${x0.shape}] and [${x1.shape}]`);
     }
+    const [, h, w] = x0.shape;
+    const min = this.vgg.minInputSize;
+    // smaller images reach a tap with no pixels, which engines answer with NaN, garbage or an out-of-bounds read
+    if (h < min || w < min) throw new Error(`Lpips: inputs are ${h}x${w} px; the VGG16 trunk's max-pools before its last tap need at least ${min}x${min}`);
     return tf.tidy(() => {
       // v0.1 input scaling: (x - shift) / scale
       const scaled = (x: tf.Tensor4D) => tf.div(tf.sub(x, SHIFT), SCALE) as tf.Tensor4D;
