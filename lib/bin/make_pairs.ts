@@ -2,6 +2,7 @@
 //   npm run pairs -- [--scale cpu] [--shard i/n]
 // Each share writes its shards; run once more without --shard (or with 0/1) to verify and merge them.
 import { initEngine } from "../backend/engine";
+import { stopOnCtrlC } from "../core/interrupt";
 import { CONFIGS, makeCifarPairs } from "../experiments/cifar10_convergence";
 import { loadCifarTeacher } from "../experiments/cifar10_teacher";
 import { currentScale, SCALES, Scale } from "../experiments/scale";
@@ -12,6 +13,7 @@ function arg(name: string): string | undefined {
 }
 
 async function main(): Promise<void> {
+  stopOnCtrlC();
   await initEngine();
   const scale = (arg("--scale") ?? currentScale()) as Scale;
   if (!SCALES.includes(scale)) throw new Error(`--scale ${scale}: expected one of ${SCALES.join(", ")}`);
@@ -20,7 +22,7 @@ async function main(): Promise<void> {
   if (s && !m) throw new Error(`--shard ${s}: expected i/n, e.g. 0/4`);
   const shard = m ? { index: Number(m[1]), of: Number(m[2]) } : undefined;
   const { net, spec } = loadCifarTeacher(scale);
-  const { dir, manifest } = makeCifarPairs(CONFIGS[scale], scale, net, spec, shard);
+  const { dir, manifest } = await makeCifarPairs(CONFIGS[scale], scale, net, spec, shard);
   console.log(manifest ? `${dir}: ${manifest.count} pairs in ${manifest.shards.length} shards, ${manifest.teacherEvals} teacher evaluations` : `${dir}: share ${s} done`);
 }
 

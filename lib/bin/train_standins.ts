@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { EngineInfo, formatEngine, initEngine } from "../backend/engine";
+import { stopOnCtrlC } from "../core/interrupt";
 import { fromRoot } from "../core/paths";
 import { Progress } from "../core/progress";
 import { Rng } from "../core/random";
@@ -382,6 +383,7 @@ function flag(name: string, fallback: number): number {
 }
 
 async function main(): Promise<void> {
+  stopOnCtrlC();
   const cmd = process.argv[2];
   const cmds = ["encode", "latent", "pixel", "c10"];
   if (!cmds.includes(cmd)) throw new Error(`usage: train_standins.js <${cmds.join("|")}> [flags] (see the comment at the top of lib/bin/train_standins.ts)`);

@@ -3,6 +3,7 @@
 //   npm run train:teacher [-- --steps N]
 import * as fs from "fs";
 import { initEngine } from "../backend/engine";
+import { stopOnCtrlC } from "../core/interrupt";
 import { fromRoot } from "../core/paths";
 import { loadCifar10 } from "../data/cifar10";
 import { fixedNoise, loadCifarTeacher, TEACHER_TRAINING, teacherSamples, trainCifarTeacher } from "../experiments/cifar10_teacher";
@@ -10,6 +11,7 @@ import { saveImageGrid } from "../viz/image_grid";
 import { closeFigures, lineFigure, saveFigure } from "../viz/plot";
 
 async function main(): Promise<void> {
+  stopOnCtrlC();
   const engine = await initEngine();
   const i = process.argv.indexOf("--steps");
   const cfg = { ...TEACHER_TRAINING, steps: i > 0 ? Number(process.argv[i + 1]) : TEACHER_TRAINING.steps };

@@ -119,18 +119,21 @@ export class Lpips {
     this.loadHeads(readTorchCheckpoint(path), path);
   }
 
+  /** The five taps of NHWC RGB images in [-1, 1], each unit-normalised over channels: what the heads weigh. */
+  normalisedTaps(x: tf.Tensor4D): tf.Tensor4D[] {
+    return tf.tidy(() => {
+      // v0.1 input scaling: (x - shift) / scale
+      const scaled = tf.div(tf.sub(x, SHIFT), SCALE) as tf.Tensor4D;
+      return this.vgg.taps(scaled).map(unitNormalise);
+    });
+  }
+
   /** Per-sample distance [N] between NHWC RGB images in [-1, 1]. */
   distance(x0: tf.Tensor4D, x1: tf.Tensor4D): tf.Tensor1D {
     if (x0.shape.join() !== x1.shape.join() || x0.shape[3] !== 3) {
       throw new Error(`Lpips: inputs must be two NHWC RGB batches of one shape, got [${x0.shape}] and [${x1.shape}]`);
     }
-    return tf.tidy(() => {
-      // v0.1 input scaling: (x - shift) / scale
-      const scaled = (x: tf.Tensor4D) => tf.div(tf.sub(x, SHIFT), SCALE) as tf.Tensor4D;
-      const f0 = this.vgg.taps(scaled(x0)).map(unitNormalise);
-      const f1 = this.vgg.taps(scaled(x1)).map(unitNormalise);
-      return headDistance(f0, f1, this.heads);
-    });
+    return tf.tidy(() => headDistance(this.normalisedTaps(x0), this.normalisedTaps(x1), this.heads));
   }
 
   dispose(): void {
