@@ -104,7 +104,7 @@ export function ablationFigure(rows: Row[], sub: string): Figure {
   }
   const titles = ["presets and combinations", ...SINGLE_OP_GROUPS.map((g) => g.title)];
   const panels: Panel[] = groups.flatMap((series, k) => (series.length ? [{ title: titles[k], series: [...series, ...none] }] : []));
-  return panelFigure("Reconstruction PSNR by E-LatentLPIPS augmentation", panels, { x: "Adam step", y: "PSNR of decode(z) (dB, higher is better)", columns: 3, subtitle: sub });
+  return panelFigure("Reconstruction PSNR by E-LatentLPIPS augmentation", panels, { x: "Adam step", y: "PSNR of decode(z) (dB, higher is better)", columns: 3, sharedY: true, subtitle: sub });
 }
 
 /** The decoded target, then each variant's result, with captions and a title. */
@@ -163,7 +163,7 @@ export function claims(): Claim[] {
     {
       claim: `the augmentation ensemble is what makes LatentLPIPS work as a loss (here: ${RELEASED_PRESET} at least ${BETTER_DB} dB above none)`,
       paper: `regression-loss ablation, FID (SD-CFG-3): LatentLPIPS ${PAPER_REGRESSION_FID.latentLpips}, E-LatentLPIPS ${PAPER_REGRESSION_FID.eLatentLpips}`,
-      ours: `${RELEASED_PRESET} ${psnr(bg).toFixed(2)} dB, none ${psnr(none).toFixed(2)} dB after ${numberIn(bg, "steps", table)} steps: ${gain >= 0 ? "+" : ""}${gain.toFixed(2)} dB`,
+      ours: `${RELEASED_PRESET} ${psnr(bg).toFixed(2)} dB, none ${psnr(none).toFixed(2)} dB after ${numberIn(bg, "steps", table).toLocaleString("en")} steps: ${gain >= 0 ? "+" : ""}${gain.toFixed(2)} dB`,
       verdict: gain >= BETTER_DB ? "held" : "did not hold",
       why: gain >= BETTER_DB ? undefined : "the step budget at this size is far from converged (notebook 01 runs 1,500 steps at 256 px)",
     },
@@ -172,7 +172,7 @@ export function claims(): Claim[] {
       paper: `no per-augmentation numbers; released default ${RELEASED_PRESET}, distillation preset not given`,
       ours: `best: ${top}; colour ops alone: ${colourOnly.map((r) => `${r.variant} ${psnr(r).toFixed(2)}`).join(", ")}`,
       verdict: "not tested",
-      why: `the paper states no result to test; here ${best.variant} (${best.ops}) leads and colour ops alone stay near none`,
+      why: `the paper states no result to test; here ${best.variant === best.ops ? best.variant : `${best.variant} (${best.ops})`} leads and colour ops alone stay near none`,
     },
   ];
 }

@@ -224,7 +224,8 @@ async function converge(cfg: ConvergenceConfig, scale: Scale): Promise<Convergen
 
 /** The networks behind the numbers, for figure subtitles. */
 export function subtitle(r: ConvergenceResult): string {
-  return `${r.scale} scale; teacher: ${r.teacher}; LPIPS: ${r.lpipsTrunk.split(/ trained | from |;/)[0]}; ${r.metric} on ${r.evalSamples} samples: ${r.featureNet}`;
+  const short = (d: string) => d.split(/ trained | from |;| \(/)[0];
+  return `${r.scale} scale; teacher: ${r.teacher}; LPIPS: ${short(r.lpipsTrunk)}; ${r.metric}: ${short(r.featureNet)}, ${r.evalSamples} samples`;
 }
 
 /** The points as table rows (figures/02_fid_vs_evals_<scale>.csv). */
@@ -263,7 +264,7 @@ export function convergenceFigure(rows: Row[], info: ConvergenceFigureInfo): Fig
     series.push({ name: `teacher (Heun, ${info.teacher.nfe} evaluations per sample)`, x: [Math.min(...all), Math.max(...all)], y: [info.teacher.fid, info.teacher.fid] });
   }
   const fig = lineFigure(`CIFAR-10: ${info.metric} against network evaluations spent`, series, {
-    x: "teacher + student network evaluations, per image, pairs included (log scale)",
+    x: "network evaluations spent, ODE pairs included (log scale)",
     y: `${info.metric} (lower is better)`,
     logX: true,
     markers: true,
@@ -275,10 +276,15 @@ export function convergenceFigure(rows: Row[], info: ConvergenceFigureInfo): Fig
   const next = d2g.find((p) => Number(p.step) >= info.ganStartStep);
   if (last && next) {
     const at = Number(last.total_evals) + ((Number(next.total_evals) - Number(last.total_evals)) * (info.ganStartStep - 1 - Number(last.step))) / (Number(next.step) - Number(last.step));
+    // on a log axis plotly takes a shape's x as a value, an annotation's as its log10
     const layout = fig.layout as Record<string, unknown>;
     layout.shapes = [{ type: "line", xref: "x", yref: "paper", x0: at, x1: at, y0: 0, y1: 1, line: { color: "#555", dash: "dot", width: 1 } }];
-    layout.annotations = [{ x: Math.log10(at), xref: "x", y: 1, yref: "paper", text: `D2G: GAN term from step ${info.ganStartStep}`, showarrow: false, xanchor: "left", yanchor: "top", font: { size: 11 } }];
+    layout.annotations = [{ x: Math.log10(at), xref: "x", y: 1, yref: "paper", text: `Diffusion2GAN adds the GAN term from step ${info.ganStartStep} `, showarrow: false, xanchor: "right", yanchor: "top", font: { size: 11 } }];
   }
+  const layout = fig.layout as Record<string, unknown>;
+  Object.assign(layout.xaxis as Record<string, unknown>, { range: [Math.log10(Math.min(...all) / 1.2), Math.log10(Math.max(...all) * 1.2)], tickformat: ",", tickangle: 0, nticks: 8 });
+  layout.legend = { orientation: "h", x: 0, y: -0.22, xanchor: "left", yanchor: "top" };
+  (layout.margin as Record<string, number>).b = 110;
   return fig;
 }
 

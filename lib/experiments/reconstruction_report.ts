@@ -80,23 +80,27 @@ function curveSeries(rows: Row[], col: string): Array<{ name: string; kind: stri
 
 /**
  * Latent MSE fits the latent itself, so its PSNR runs to ~95 dB and its LatentLPIPS to ~1e-11: drawn on the same axis
- * it squeezes every other curve into a strip. The axis is fitted to the other curves; MSE runs off it, and a note
- * in the corner gives its final value.
+ * it squeezes every other curve into a strip. When it reaches that far (beyond the other curves' span again), the
+ * axis is fitted to the other curves, MSE runs off it, and a note in the corner gives where it ends.
  */
 function clipLatentMse(fig: Figure, series: Array<{ name: string; kind: string; y: number[] }>, log: boolean, unit: string): Figure {
   const others = series.filter((s) => s.kind !== "latent-mse");
   const mse = series.filter((s) => s.kind === "latent-mse");
   if (others.length === 0 || mse.length === 0) return fig;
-  const ys = others.flatMap((s) => s.y).filter(Number.isFinite);
+  const t = (v: number) => (log ? Math.log10(v) : v);
+  const ys = others.flatMap((s) => s.y).filter(Number.isFinite).map(t);
   const [lo, hi] = [Math.min(...ys), Math.max(...ys)];
-  const range: [number, number] = log ? [lo / 2, hi * 2] : [Math.max(0, lo - 1), hi + 2];
+  const span = Math.max(hi - lo, log ? 0.3 : 1);
+  const far = mse.filter((s) => s.y.some((v) => t(v) > hi + span || t(v) < lo - span));
+  if (far.length === 0) return fig;
+  const range = [lo - 0.1 * span, hi + 0.1 * span];
   const layout = fig.layout as Record<string, unknown>;
-  (layout.yaxis as Record<string, unknown>).range = log ? range.map(Math.log10) : range;
-  layout.annotations = mse.map((s, k) => {
+  (layout.yaxis as Record<string, unknown>).range = range;
+  layout.annotations = far.map((s, k) => {
     const last = s.y[s.y.length - 1];
-    const where = last > range[1] ? "above" : "below";
+    const where = t(last) > range[1] ? "above" : t(last) < range[0] ? "below" : "within";
     return {
-      text: `${s.name} ends at ${log ? last.toExponential(1) : last.toFixed(1)}${unit}, ${where} this axis`,
+      text: `${s.name} ends at ${log ? last.toExponential(1) : last.toFixed(1)}${unit}${where === "within" ? "" : `, ${where} this axis`}`,
       xref: "paper", yref: "paper", x: 0.99, y: where === "above" ? 0.99 - 0.07 * k : 0.01 + 0.07 * k,
       xanchor: "right", yanchor: where === "above" ? "top" : "bottom", showarrow: false,
       bgcolor: "rgba(255,255,255,0.85)", bordercolor: "#999", font: { size: 11 },
@@ -180,7 +184,7 @@ export function claims(): Claim[] {
       paper: `figure value for pixel LPIPS ${fig.lpips}, between the two latent ones`,
       ours: `${pixel.label} ${f(pixel)}, ${ens.label} ${f(ens)}`,
       ...(pixel.steps < ens.steps
-        ? { verdict: "not tested" as const, why: `pixel LPIPS ran ${pixel.steps} of ${ens.steps} steps (one of its steps costs ${ratio.toFixed(1)} E-LatentLPIPS steps here) and had not converged` }
+        ? { verdict: "not tested" as const, why: `pixel LPIPS ran ${pixel.steps.toLocaleString("en")} of ${ens.steps.toLocaleString("en")} steps (one of its steps costs ${ratio.toFixed(1)} E-LatentLPIPS steps here) and had not converged` }
         : { verdict: ens.psnr >= pixel.psnr - 1 ? ("held" as const) : ("did not hold" as const) }),
     },
     {

@@ -4,6 +4,7 @@ import * as tf from "@tensorflow/tfjs";
 import { HostTensor } from "../io/host_tensor";
 import { outputPath } from "./files";
 import { showPng } from "./notebook";
+import { wrapWords } from "./text";
 
 // A batch of images as one PNG: cells left to right, top to bottom, each upscaled by pixel repetition (so 32x32
 // samples stay sharp), an optional caption under each, an optional title and column labels above. Text is an SVG
@@ -62,17 +63,6 @@ function escapeXml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 }
 
-/** Words of `text` in lines of at most `max` characters (a longer word gets a line of its own). */
-function wrap(text: string, max: number): string[] {
-  const lines: string[] = [];
-  for (const word of text.split(/\s+/).filter(Boolean)) {
-    const last = lines.length ? lines[lines.length - 1] : undefined;
-    if (last !== undefined && last.length + 1 + word.length <= max) lines[lines.length - 1] = `${last} ${word}`;
-    else lines.push(word);
-  }
-  return lines;
-}
-
 /** Render the grid; returns the PNG and its size. */
 export async function imageGridPng(images: GridImages, o: GridOptions = {}): Promise<{ png: Buffer; width: number; height: number }> {
   const px = await pixels(images);
@@ -91,7 +81,7 @@ export async function imageGridPng(images: GridImages, o: GridOptions = {}): Pro
   const width = pad + cols * (cw + pad);
   // the title wraps at ~0.6 em per character of its (larger) font
   const titleSize = fontSize + 3;
-  const titleLines = o.title ? wrap(o.title, Math.max(10, Math.floor((width - 2 * pad) / (0.6 * titleSize)))) : [];
+  const titleLines = o.title ? wrapWords(o.title, Math.max(10, Math.floor((width - 2 * pad) / (0.6 * titleSize)))) : [];
   const titleH = titleLines.length * (titleSize + 4) + (titleLines.length ? 4 : 0);
   const labelsH = o.columnLabels ? fontSize + 6 : 0;
   const header = titleH + labelsH;

@@ -2,6 +2,7 @@ import * as fs from "fs";
 import type { Browser, Page } from "playwright-core";
 import { outputPath } from "./files";
 import { showPng } from "./notebook";
+import { wrapWords } from "./text";
 
 // Plotly figures rendered to PNG and SVG by headless Chromium (the Debian package; playwright-core only drives it,
 // it never downloads a browser). One browser serves every figure of a process and is closed when the process ends.
@@ -153,12 +154,20 @@ export interface AxesOptions {
   markers?: boolean;
   /** Shown under the title in smaller type: scale, networks, data. */
   subtitle?: string;
-  /** Fixed y range in data units (also on a log axis); curves beyond it are clipped. */
-  yRange?: [number, number];
 }
 
+/** The title, and the subtitle under it in smaller type, broken into lines that fit a default-width figure. */
 function titleText(title: string, subtitle?: string): string {
-  return subtitle ? `${title}<br><sup>${subtitle}</sup>` : title;
+  if (!subtitle) return title;
+  return `${title}<br>${wrapWords(subtitle, SUBTITLE_CHARS).map((l) => `<sup>${l}</sup>`).join("<br>")}`;
+}
+
+/** Characters of a subtitle line: what fits the default 640 px width at plotly's <sup> size. */
+const SUBTITLE_CHARS = 100;
+
+/** Top margin that leaves room for the title and its subtitle lines. */
+function topMargin(title: string, subtitle?: string): number {
+  return 50 + 22 * (titleText(title, subtitle).split("<br>").length - 1);
 }
 
 function trace(s: Series, k: number, markers?: boolean): Record<string, unknown> {
@@ -174,7 +183,10 @@ function trace(s: Series, k: number, markers?: boolean): Record<string, unknown>
   };
 }
 
-/** A plotly axis; log axes label their ticks as powers of ten (plotly's default SI prefixes read "100μ, 10n"). */
+/**
+ * A plotly axis, with a range in data units also on a log axis; log axes label their ticks as powers of ten
+ * (plotly's default SI prefixes read "100μ, 10n").
+ */
 function axis(title: string, log?: boolean, range?: [number, number]): Record<string, unknown> {
   const a: Record<string, unknown> = { title: { text: title }, type: log ? "log" : "linear" };
   if (log) a.exponentformat = "power";
@@ -189,9 +201,9 @@ export function lineFigure(title: string, series: Series[], axes: AxesOptions): 
     layout: {
       title: { text: titleText(title, axes.subtitle) },
       xaxis: axis(axes.x, axes.logX),
-      yaxis: axis(axes.y, axes.logY, axes.yRange),
+      yaxis: axis(axes.y, axes.logY),
       showlegend: series.length > 1,
-      margin: { l: 70, r: 20, t: axes.subtitle ? 80 : 50, b: 50 },
+      margin: { l: 70, r: 20, t: topMargin(title, axes.subtitle), b: 50 },
     },
   };
 }
@@ -199,14 +211,13 @@ export function lineFigure(title: string, series: Series[], axes: AxesOptions): 
 export interface Panel {
   title: string;
   series: Series[];
-  yRange?: [number, number];
 }
 
 /**
  * Small multiples: one line chart per panel on a grid, each with its own axes and, when it holds more than one
  * curve, its own legend inside its lower right corner. For curves in different units, or too many for one chart.
  */
-export function panelFigure(title: string, panels: Panel[], axes: AxesOptions & { columns: number }): Figure {
+export function panelFigure(title: string, panels: Panel[], axes: AxesOptions & { columns: number; sharedY?: boolean }): Figure {
   const cols = Math.min(axes.columns, panels.length);
   const rows = Math.ceil(panels.length / cols);
   const gapX = 0.07;
@@ -214,10 +225,18 @@ export function panelFigure(title: string, panels: Panel[], axes: AxesOptions & 
   const data: Array<Record<string, unknown>> = [];
   const layout: Record<string, unknown> = {
     title: { text: titleText(title, axes.subtitle) },
-    margin: { l: 70, r: 20, t: axes.subtitle ? 90 : 60, b: 50 },
+    margin: { l: 70, r: 20, t: topMargin(title, axes.subtitle) + 25, b: 50 },
     annotations: [],
   };
   const annotations = layout.annotations as Array<Record<string, unknown>>;
+  // one y range for all panels when their curves are to be compared across panels (same quantity, same units)
+  let yRange: [number, number] | undefined;
+  if (axes.sharedY) {
+    const ys = panels.flatMap((p) => p.series.flatMap((s) => Array.from(s.y))).filter(Number.isFinite);
+    const [lo, hi] = axes.logY ? [Math.min(...ys) / 1.2, Math.max(...ys) * 1.2] : [Math.min(...ys), Math.max(...ys)];
+    const pad = axes.logY ? 0 : 0.05 * (hi - lo);
+    yRange = [lo - pad, hi + pad];
+  }
   panels.forEach((p, k) => {
     const [col, row] = [k % cols, Math.floor(k / cols)];
     const id = k === 0 ? "" : String(k + 1);
@@ -226,7 +245,7 @@ export function panelFigure(title: string, panels: Panel[], axes: AxesOptions & 
     const y1 = 1 - row / rows - (row > 0 ? gapY / 2 : 0);
     const y0 = 1 - (row + 1) / rows + (row < rows - 1 ? gapY / 2 : 0);
     layout[`xaxis${id}`] = { ...axis(row === rows - 1 || k + cols >= panels.length ? axes.x : "", axes.logX), domain: [x0, x1], anchor: `y${id}` };
-    layout[`yaxis${id}`] = { ...axis(col === 0 ? axes.y : "", axes.logY, p.yRange), domain: [y0, y1], anchor: `x${id}` };
+    layout[`yaxis${id}`] = { ...axis(col === 0 ? axes.y : "", axes.logY, yRange), domain: [y0, y1], anchor: `x${id}` };
     const legend = p.series.length > 1 ? `legend${id}` : undefined;
     if (legend) layout[legend] = { x: x1, y: y0 + 0.01, xanchor: "right", yanchor: "bottom", bgcolor: "rgba(255,255,255,0.8)", font: { size: 10 } };
     p.series.forEach((s, j) => data.push({ ...trace(s, j, axes.markers), xaxis: `x${id}`, yaxis: `y${id}`, legend, showlegend: legend !== undefined }));
