@@ -134,33 +134,23 @@ export async function run(config: EnvironmentConfig = environmentConfig(), dir =
     vars[`adam.m.${n}`] = adam.m[i];
     vars[`adam.v.${n}`] = adam.v[i];
   });
-  let stepMs = 0;
-  const { history, resumedFrom } = await runTraining({
+  const { history, resumedFrom, msPerStep } = await runTraining({
     label: "train tiny convnet",
     totalSteps: config.steps,
     ckptDir: dir,
     ckptEvery: config.ckptEvery,
     vars,
     rngs: { data: rng },
-    extraState: {
-      save: () => ({ adamStep: adam.step, stepMs }),
-      load: (s) => {
-        adam.step = s.adamStep as number;
-        stepMs = s.stepMs as number;
-      },
-    },
+    extraState: { save: () => ({ adamStep: adam.step }), load: (s) => void (adam.step = s.adamStep as number) },
     step() {
-      const t0 = performance.now();
       const { x, y } = toTensors(syntheticBatch(rng, config.batch));
       const { loss, grads } = lossAndGrads(() => tf.losses.softmaxCrossEntropy(y, net.forward(x)) as tf.Scalar, params);
       adam.apply(grads);
       tf.dispose([x, y, ...grads]);
-      stepMs += performance.now() - t0;
       return { loss };
     },
   });
   const losses = history.map((h) => h.loss);
-  const msPerStep = stepMs / config.steps;
 
   const held = syntheticBatch(new Rng(config.seed + 1), config.evalImages);
   const pixels = held.images.data as Float32Array;

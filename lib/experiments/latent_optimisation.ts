@@ -29,18 +29,27 @@ export interface LossSpec {
 /** "cosine" anneals lr to zero over the run. */
 export type LrDecay = "none" | "cosine";
 
-/** What one optimisation needs besides its loss. */
-export interface OptimiseContext extends Scene {
+/** The settings of the optimisation, shared by every loss of an experiment. */
+export interface OptimiseSettings {
   steps: number;
+  /** Adam learning rate (overfitting_exp.py: 1e-2, constant). */
   lr: number;
+  /** "cosine" anneals lr to zero over the run: with a few hundred steps instead of 15 000, the stochastic
+   * E-LatentLPIPS gradient needs the decay to settle. */
   lrDecay: LrDecay;
+  /** The latent starts as N(0, initStd^2) (TAEF2's latents have std about 0.85). */
   initStd: number;
+  /** PSNR and LatentLPIPS of the current latent every this many steps (each costs one decode). */
   evalEvery: number;
   /** Checkpoint every this many steps (and at the end) when the run has a folder. */
   ckptEvery: number;
   seed: number;
+  /** Augmentation settings other than the ops, which each loss names. */
   augment: Partial<AugmentConfig>;
 }
+
+/** What one optimisation needs besides its loss. */
+export interface OptimiseContext extends Scene, OptimiseSettings {}
 
 /** The learning rate of step (1-based). */
 export function learningRate(ctx: Pick<OptimiseContext, "lr" | "lrDecay" | "steps">, step: number): number {
@@ -120,29 +129,20 @@ export async function optimiseLatent(ctx: OptimiseContext, spec: LossSpec, opts:
   const augmentRng = new Rng(ctx.seed + 1);
   const loss = lossFunction(spec, ctx, z, augmentRng, draws);
   const tensors: number[] = [];
-  let stepMs = 0;
   let finalDecoded: tf.Tensor4D | undefined;
   try {
-    const { history, resumedFrom } = await runTraining({
+    const { history, resumedFrom, msPerStep } = await runTraining({
       label: opts.label ?? `reconstruct ${spec.label}`,
       totalSteps: steps,
       ckptDir: opts.dir,
       ckptEvery: ctx.ckptEvery,
       vars: { z, "adam.m": adam.m[0], "adam.v": adam.v[0] },
       rngs: { augment: augmentRng },
-      extraState: {
-        save: () => ({ adamStep: adam.step, stepMs }),
-        load: (s) => {
-          adam.step = s.adamStep as number;
-          stepMs = s.stepMs as number;
-        },
-      },
+      extraState: { save: () => ({ adamStep: adam.step }), load: (s) => void (adam.step = s.adamStep as number) },
       step(i) {
-        const t0 = performance.now();
         const { loss: value, grads } = lossAndGrads(loss, [z]);
         adam.apply(grads, learningRate({ ...ctx, steps }, i + 1));
         tf.dispose(grads);
-        stepMs += performance.now() - t0;
         tensors.push(tf.memory().numTensors);
         if (!Number.isFinite(value)) throw new Error(`reconstruction: loss "${spec.label}" is ${value} at step ${i + 1}`);
         return { loss: value };
@@ -170,7 +170,7 @@ export async function optimiseLatent(ctx: OptimiseContext, spec: LossSpec, opts:
       psnr: evals.map((h) => h.psnr),
       latentLpips: evals.map((h) => h.latentLpips),
       finalLpips: history[history.length - 1].lpips,
-      msPerStep: stepMs / steps,
+      msPerStep,
       decoded: { dtype: "float32", shape: finalDecoded.shape, data: (await finalDecoded.data()) as Float32Array },
       draws,
       tensors,

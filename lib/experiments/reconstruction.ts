@@ -4,9 +4,8 @@ import { interruptible, Interrupted, stopRequested } from "../core/interrupt";
 import { runDir, settingsKey } from "../core/paths";
 import { HostTensor } from "../io/host_tensor";
 import { psnr8bit, taef2Codec } from "../nn/latent_codec";
-import { AugmentConfig } from "../perceptual/augment";
 import { cachedResult } from "../train/checkpoint";
-import { LossRun, LossSpec, LrDecay, OptimiseContext, optimiseLatent } from "./latent_optimisation";
+import { LossRun, LossSpec, OptimiseContext, optimiseLatent, OptimiseSettings } from "./latent_optimisation";
 import { disposeTarget, loadPerceptualNets, loadTarget, NetPaths, NoiseProbe, noiseProbes, PerceptualNets } from "./reconstruction_eval";
 import { byScale, currentScale, Scale } from "./scale";
 
@@ -20,28 +19,13 @@ import { byScale, currentScale, Scale } from "./scale";
 // own checkpoint folder under runs/<scale>/reconstruction/, so a stopped notebook resumes the unfinished loss and a
 // rerun of a finished one only re-renders.
 
-export interface ReconstructionConfig {
+export interface ReconstructionConfig extends OptimiseSettings {
   /** A data file (data/sources.json name), e.g. images/skimage/astronaut.png; centre-cropped to a square. */
   image: string;
   /** Image side in pixels (latents are size / 8). */
   size: number;
-  steps: number;
-  /** Adam learning rate (overfitting_exp.py: 1e-2, constant). */
-  lr: number;
-  /** "cosine" anneals lr to zero over the run: with a few hundred steps instead of 15 000, the stochastic
-   * E-LatentLPIPS gradient needs the decay to settle. */
-  lrDecay: LrDecay;
-  /** The latent starts as N(0, initStd^2) (TAEF2's latents have std about 0.85). */
-  initStd: number;
-  /** PSNR and LatentLPIPS of the current latent every this many steps (each costs one decode). */
-  evalEvery: number;
-  /** Checkpoint each loss's run every this many steps (and at its end). */
-  ckptEvery: number;
-  seed: number;
   /** Add LatentLPIPS' mean |z0 - z1| term to the latent losses (released default on; overfitting_exp.py: off). */
   l1: boolean;
-  /** Augmentation settings other than the ops, which each loss names. */
-  augment: Partial<AugmentConfig>;
   losses: LossSpec[];
   /** Noise levels of the yardstick: the distances of target + sigma * N(0, 1) latents to the target. */
   probeSigmas: number[];

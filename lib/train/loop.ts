@@ -36,7 +36,10 @@ export interface TrainSpec {
 export interface TrainResult {
   history: Array<Record<string, number>>;
   resumedFrom: number;
+  /** Wall time per step of this session, evaluations and checkpoints included. */
   secondsPerStep: number;
+  /** Mean time of one step (the spec's step() alone) over every session of the run, resumed ones included. */
+  msPerStep: number;
   /** Live tensors after the first step and at the end: equal unless a step leaks. */
   tensorsAfterFirstStep: number;
   tensorsAtEnd: number;
@@ -49,6 +52,8 @@ export async function runTraining(spec: TrainSpec): Promise<TrainResult> {
 async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
   let history: Array<Record<string, number>> = [];
   let start = 0;
+  // time inside step() summed over the steps it covers, kept in the checkpoint so a resumed run reports all of it
+  let timed = { ms: 0, steps: 0 };
   const latest = spec.ckptDir ? latestCheckpoint(spec.ckptDir) : undefined;
   if (latest) {
     const meta = loadCheckpoint(latest, spec.vars);
@@ -59,10 +64,11 @@ async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
     spec.extraState?.load(meta);
     history = meta.history;
     start = meta.step;
+    if (meta.stepTime) timed = meta.stepTime as typeof timed;
   }
   const save = async (step: number) => {
     if (!spec.ckptDir) return;
-    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
+    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, stepTime: timed, rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
     await saveCheckpoint(spec.ckptDir, spec.vars, meta);
     await spec.onCheckpoint?.(history);
   };
@@ -71,7 +77,9 @@ async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
   let tensorsAfterFirstStep = -1;
   const t0 = Date.now();
   for (let i = start; i < spec.totalSteps; i++) {
+    const t = performance.now();
     const metrics = spec.step(i);
+    timed = { ms: timed.ms + performance.now() - t, steps: timed.steps + 1 };
     const evaluated = spec.evaluate && spec.evalEvery && ((i + 1) % spec.evalEvery === 0 || i + 1 === spec.totalSteps) ? await spec.evaluate(i + 1) : {};
     history.push({ step: i + 1, ...metrics, ...evaluated });
     if (tensorsAfterFirstStep < 0) tensorsAfterFirstStep = tf.memory().numTensors;
@@ -92,6 +100,7 @@ async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
     history,
     resumedFrom: start,
     secondsPerStep: steps > 0 ? (Date.now() - t0) / 1000 / steps : 0,
+    msPerStep: timed.steps > 0 ? timed.ms / timed.steps : 0,
     tensorsAfterFirstStep,
     tensorsAtEnd: tf.memory().numTensors,
   };
