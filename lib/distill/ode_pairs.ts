@@ -110,8 +110,8 @@ async function generateShards(dir: string, rec: PairRecord, teacher: PairTeacher
       tf.dispose([z, c, out.x]);
       progress.tick(m);
       if (await stopRequested()) {
-        const kept = nShards - todo.length + todo.indexOf(k);
-        throw new Interrupted(`ODE pairs stopped with ${kept} of ${nShards} shards kept in ${dir}; run it again to make the rest`);
+        const kept = mine.length - todo.length + todo.indexOf(k);
+        throw new Interrupted(`ODE pairs stopped with ${kept} of this process's ${mine.length} shards made, kept in ${dir}; run it again to make the rest`);
       }
     }
     const index = Int32Array.from({ length: count }, (_, j) => start + j);
