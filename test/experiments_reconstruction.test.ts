@@ -1,6 +1,11 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
+import { Interrupted, requestInterrupt } from "../lib/core/interrupt";
+import { setProgressSink } from "../lib/core/progress";
 import { initEngine } from "../lib/backend/engine";
 import { Rng } from "../lib/core/random";
 import { LatentLpips } from "../lib/perceptual/latent_lpips";
@@ -8,16 +13,9 @@ import { Lpips } from "../lib/perceptual/lpips";
 import { STANDIN_WIDTH } from "../lib/perceptual/standins";
 import { taef2Codec } from "../lib/nn/latent_codec";
 import { variantLoss } from "../lib/experiments/augmentation_ablation";
-import {
-  disposeTarget,
-  LOSS_KINDS,
-  loadTarget,
-  optimiseLatent,
-  OptimiseContext,
-  PerceptualNets,
-  reconstructionConfig,
-  run,
-} from "../lib/experiments/reconstruction";
+import { LOSS_KINDS, optimiseLatent, OptimiseContext } from "../lib/experiments/latent_optimisation";
+import { reconstructionConfig, run } from "../lib/experiments/reconstruction";
+import { disposeTarget, loadTarget, PerceptualNets } from "../lib/experiments/reconstruction_eval";
 
 // The experiment's mechanics, not the stand-ins' quality: the nets have the stand-ins' architecture with random
 // weights, so the test needs neither trained weights nor minutes. Data (TAEF2, the photograph) comes from the
@@ -51,8 +49,10 @@ test("run() at smoke scale: finite curves for every loss, no tensors left behind
   (await taef2Codec()).dispose();
   const codecLeak = tf.memory().numTensors - before;
   before = tf.memory().numTensors;
-  const r = await run(config, nets);
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), "d2g-recon-"));
+  const r = await run(config, nets, base);
   assert.equal(tf.memory().numTensors - before, codecLeak, "run() disposes everything it made");
+  assert.equal(fs.readdirSync(base).filter((f) => f.startsWith("noise-probes-")).length, 1, "the yardstick is cached beside the runs");
   assert.equal(r.runs.length, config.losses.length);
   const finite = (xs: number[], what: string) => xs.forEach((v, i) => assert.ok(Number.isFinite(v), `${what}[${i}] = ${v}`));
   for (const x of r.runs) {
@@ -68,7 +68,46 @@ test("run() at smoke scale: finite curves for every loss, no tensors left behind
     assert.equal(x.psnr[0], r.runs[0].psnr[0], `${name} starts from the same noise latent`);
     assert.equal(x.draws.length, x.spec.kind === "e-latent-lpips" ? config.steps : 0, `${name}: one augmentation draw per step`);
   }
+  // a rerun of the finished notebook reads every run back and only decodes the final latents again
+  const again = await run(config, nets, base);
+  for (const [k, x] of again.runs.entries()) {
+    assert.equal(x.resumedFrom, x.steps, `${x.spec.label} was read back, not recomputed`);
+    assert.deepEqual([x.losses, x.psnr, x.latentLpips, x.finalLpips, x.msPerStep], [r.runs[k].losses, r.runs[k].psnr, r.runs[k].latentLpips, r.runs[k].finalLpips, r.runs[k].msPerStep]);
+    assert.deepEqual(x.decoded.data, r.runs[k].decoded.data);
+  }
+  assert.deepEqual(again.probes, r.probes);
   disposeNets(nets);
+  fs.rmSync(base, { recursive: true });
+});
+
+test("a stopped optimisation keeps its checkpoint and resumes to the same result as an unbroken one", async () => {
+  const config = { ...reconstructionConfig("smoke"), steps: 4, evalEvery: 2, ckptEvery: 3 };
+  const codec = await taef2Codec();
+  const nets = randomNets();
+  const target = await loadTarget(config.image, config.size, codec);
+  const ctx: OptimiseContext = { codec, nets, target, ...config };
+  const spec = variantLoss("bgc", ["bgc"]);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "d2g-unit-"));
+  const straight = await optimiseLatent(ctx, spec);
+  // the stop button pressed during the first step (progress always reports step 1, so the request lands in the run)
+  const previous = setProgressSink((s) => {
+    if (s.step === 1 && !s.done) requestInterrupt();
+  });
+  try {
+    await assert.rejects(optimiseLatent(ctx, spec, { dir }), (e: Error) => e instanceof Interrupted && /stopped at step 1 of 4; checkpoint kept in/.test(e.message));
+  } finally {
+    setProgressSink(previous);
+  }
+  assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith("ckpt-")), ["ckpt-00000001.safetensors"]);
+  const resumed = await optimiseLatent(ctx, spec, { dir });
+  assert.equal(resumed.resumedFrom, 1);
+  assert.equal(resumed.draws.length, 3, "only the steps after the resume drew here");
+  assert.deepEqual([resumed.losses, resumed.evalSteps, resumed.psnr, resumed.latentLpips, resumed.finalLpips], [straight.losses, straight.evalSteps, straight.psnr, straight.latentLpips, straight.finalLpips]);
+  assert.deepEqual(resumed.decoded.data, straight.decoded.data);
+  disposeTarget(target);
+  codec.dispose();
+  disposeNets(nets);
+  fs.rmSync(dir, { recursive: true });
 });
 
 test("E-LatentLPIPS draws a different augmentation every step, the same sequence on a rerun; tensors stay flat", async () => {

@@ -50,3 +50,16 @@ test("bad input is an error that says what was expected", async () => {
   const ok = { dtype: "float32" as const, shape: [2, 4, 4, 3], data: new Float32Array(96) };
   await assert.rejects(imageGridPng(ok, { captions: ["one"] }), /1 captions for 2 images/);
 });
+
+test("a title and column labels go above the grid, which grows by their height and keeps its cells intact", async () => {
+  const images = { dtype: "float32" as const, shape: [4, 8, 8, 3], data: new Float32Array(4 * 8 * 8 * 3).fill(-1) };
+  const plain = await imageGridPng(images, { cols: 2, zoom: 4 });
+  const titled = await imageGridPng(images, { cols: 2, zoom: 4, title: "Samples", columnLabels: ["cat", "dog"] });
+  assert.equal(titled.width, plain.width);
+  // one title line (fontSize 12 + 3, + 4 spacing, + 4 below) and one label row (12 + 6)
+  assert.equal(titled.height, plain.height + (15 + 4 + 4) + 18);
+  // the first (black) cell starts right below the header and the pad
+  assert.deepEqual(await pixel(titled.png, 4, 41 + 4), [0, 0, 0]);
+  assert.deepEqual(await pixel(titled.png, 4, 41 + 3), [255, 255, 255]);
+  await assert.rejects(imageGridPng(images, { cols: 2, columnLabels: ["cat"] }), /1 column labels for 2 columns/);
+});

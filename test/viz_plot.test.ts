@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import sharp from "sharp";
-import { closeFigures, lineFigure, saveFigure } from "../lib/viz/plot";
+import { closeFigures, LINE_STYLES, lineFigure, panelFigure, saveFigure } from "../lib/viz/plot";
 
 // Needs Debian's chromium (npm run setup); without it these tests fail with that instruction, they never skip.
 
@@ -53,4 +53,28 @@ test("the shared browser renders further figures, and a closed one is reopened o
 
 test("figure names cannot leave the output folder", async () => {
   await assert.rejects(saveFigure("../escape", { data: [] }, { dir }), /no folders/);
+});
+
+test("curves differ in colour and in dash, so they stay apart in greyscale print; log axes read as powers of ten", () => {
+  assert.equal(new Set(LINE_STYLES.map((s) => s.color)).size, LINE_STYLES.length);
+  assert.equal(new Set(LINE_STYLES.map((s) => s.dash)).size, LINE_STYLES.length);
+  const fig = lineFigure("t", LINE_STYLES.map((_, k) => ({ name: `c${k}`, y: [k, k + 1] })), { x: "step", y: "loss", logY: true, subtitle: "cpu scale" });
+  const lines = fig.data.map((d) => JSON.stringify(d.line));
+  assert.equal(new Set(lines).size, LINE_STYLES.length);
+  const layout = fig.layout as { yaxis: Record<string, unknown>; title: { text: string } };
+  assert.equal(layout.yaxis.exponentformat, "power");
+  assert.match(layout.title.text, /^t<br><sup>cpu scale<\/sup>$/);
+});
+
+test("small multiples: each panel its own axes, a legend per panel with several curves, a shared y range on request", () => {
+  const panels = [
+    { title: "a", series: [{ name: "x", y: [1, 2] }, { name: "y", y: [3, 4] }] },
+    { title: "b", series: [{ name: "z", y: [10, 20] }] },
+  ];
+  const fig = panelFigure("t", panels, { x: "step", y: "v", columns: 2, sharedY: true });
+  const layout = fig.layout as Record<string, { range?: number[]; domain?: number[] }>;
+  assert.deepEqual(fig.data.map((d) => [d.xaxis, d.yaxis, d.legend ?? null]), [["x", "y", "legend"], ["x", "y", "legend"], ["x2", "y2", null]]);
+  assert.ok(layout.legend && !layout.legend2, "only the panel with two curves has a legend");
+  assert.deepEqual(layout.yaxis.range, layout.yaxis2.range);
+  assert.ok(layout.xaxis.domain![1] < layout.xaxis2.domain![0], "panels do not overlap");
 });

@@ -22,7 +22,9 @@ import { evaluate, ImageDataset } from "../metrics/evaluate";
 import { loadStandinLpips } from "../perceptual/standins";
 import { CONFIGS } from "../experiments/cifar10_convergence";
 import { cifarLabelled, classCycledSamples, loadCifarTeacher, teacherSamples } from "../experiments/cifar10_teacher";
-import { noiseProbes, optimiseLatent, reconstructionConfig, withTarget } from "../experiments/reconstruction";
+import { optimiseLatent } from "../experiments/latent_optimisation";
+import { reconstructionConfig, withTarget } from "../experiments/reconstruction";
+import { noiseProbes } from "../experiments/reconstruction_eval";
 
 const STEPS = 6;
 const PAIRS = 64;
@@ -41,8 +43,8 @@ async function reconstruction(): Promise<string[]> {
   for (const size of [128, 256]) {
     const config = { ...reconstructionConfig("cpu"), size };
     await withTarget(config, undefined, async (ctx) => {
-      await noiseProbes(ctx, [0.1]);
-      const [, tProbe] = await seconds(() => noiseProbes(ctx, [0.1]));
+      await noiseProbes(ctx, [0.1], 0);
+      const [, tProbe] = await seconds(() => noiseProbes(ctx, [0.1], 0));
       const [, tRun] = await seconds(() => optimiseLatent({ ...ctx, steps: 4, evalEvery: 1 }, { kind: "latent-mse", label: "bench" }));
       // a LatentLPIPS step too: set against the notebooks' own ms/step it tells how loaded the machine was
       const steps = await optimiseLatent({ ...ctx, steps: 6, evalEvery: 100 }, { kind: "latent-lpips", label: "bench" });

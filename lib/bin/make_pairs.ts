@@ -2,6 +2,7 @@
 //   npm run pairs -- [--scale cpu] [--shard i/n]
 // Each share writes its shards; run once more without --shard (or with 0/1) to verify and merge them.
 import { initEngine } from "../backend/engine";
+import { stopOnCtrlC } from "../core/interrupt";
 import { CONFIGS, makeCifarPairs } from "../experiments/cifar10_convergence";
 import { loadCifarTeacher } from "../experiments/cifar10_teacher";
 import { currentScale, SCALES } from "../experiments/scale";
@@ -24,8 +25,9 @@ runCli(SPEC, async ({ flags }) => {
     shard = { index: Number(m[1]), of: Number(m[2]) };
   }
   const scale = flags.scale ?? currentScale();
+  stopOnCtrlC();
   await initEngine();
   const { net, spec } = loadCifarTeacher(scale);
-  const { dir, manifest } = makeCifarPairs(CONFIGS[scale], scale, net, spec, shard);
+  const { dir, manifest } = await makeCifarPairs(CONFIGS[scale], scale, net, spec, shard);
   console.log(manifest ? `${dir}: ${manifest.count} pairs in ${manifest.shards.length} shards, ${manifest.teacherEvals} teacher evaluations` : `${dir}: share ${flags.shard} done`);
 });

@@ -10,6 +10,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { EngineInfo, formatEngine, initEngine } from "../backend/engine";
+import { stopOnCtrlC } from "../core/interrupt";
 import { fromRoot } from "../core/paths";
 import { Progress } from "../core/progress";
 import { Rng } from "../core/random";
@@ -397,6 +398,7 @@ runCli(SPEC, async ({ flags, positionals: [cmd] }) => {
   const notFor: Array<keyof typeof flags> = cmd === "encode" ? ["steps", "out"] : ["train", "test", "budget-min"];
   const wrong = notFor.find((name) => flags[name] !== undefined);
   if (wrong) throw new UsageError(`--${wrong} does not apply to '${cmd}'`);
+  stopOnCtrlC();
   const engine = await initEngine();
   if (cmd === "encode") return encode(flags.train ?? LATENT_SPLIT.train, flags.test ?? LATENT_SPLIT.test, flags["budget-min"] ?? 7);
   const cifar = { train: await loadCifar10("train"), test: await loadCifar10("test") };

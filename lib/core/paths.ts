@@ -1,3 +1,4 @@
+import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 
@@ -18,4 +19,17 @@ export function repoRoot(): string {
 /** Path inside the checkout, e.g. fromRoot("figures", "loss.png"). */
 export function fromRoot(...parts: string[]): string {
   return path.join(repoRoot(), ...parts);
+}
+
+/**
+ * The folder of an experiment's resumable work at a scale, runs/<scale>/<experiment>/...: checkpoints and cached
+ * results live here, never in the tracked checkout.
+ */
+export function runDir(scale: string, experiment: string, ...parts: string[]): string {
+  return fromRoot("runs", scale, experiment, ...parts);
+}
+
+/** A short stable name for a settings object, to key run folders: a changed setting never resumes old work. */
+export function settingsKey(settings: unknown): string {
+  return createHash("sha256").update(JSON.stringify(settings)).digest("hex").slice(0, 10);
 }

@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../core/random";
 import { EDM_DEFAULTS, edmDenoise } from "../diffusion/edm";
 import { rawNetOf } from "../diffusion/train_edm";
+import { cloneModule } from "../nn/module";
 import { SongUNet } from "../nn/unet";
 import { Adam, lossAndGrads } from "../train/adam";
 import { Ema } from "../train/ema";
@@ -41,14 +42,6 @@ export const D2G_DEFAULTS: Omit<Diffusion2GanConfig, "batch" | "regressionSteps"
   emaBeta: 0.999, seed: 0, ckptEvery: 500, disc: DISCRIMINATOR_DEFAULTS,
 };
 
-/** A copy of a network with the same configuration and weights. */
-export function cloneNet(net: SongUNet, rng: Rng): SongUNet {
-  const copy = new SongUNet(net.cfg, rng);
-  const src = net.namedVariables();
-  copy.namedVariables().forEach(([, v], i) => v.assign(src[i][1]));
-  return copy;
-}
-
 /** The one-step generator: G(z, c) = D_student(sigma_G z; sigma_G, c). */
 export function generate(student: SongUNet, z: tf.Tensor4D, c: tf.Tensor2D | undefined, sigmaG: number): tf.Tensor4D {
   return tf.tidy(() => edmDenoise(rawNetOf(student), tf.mul(z, sigmaG) as tf.Tensor4D, tf.fill([z.shape[0]], sigmaG) as tf.Tensor1D, c));
@@ -78,11 +71,11 @@ export interface D2GRun {
 export async function trainDiffusion2Gan(run: D2GRun): Promise<D2GOutput> {
   const { cfg, pairs } = run;
   const rng = new Rng(cfg.seed);
-  const student = cloneNet(run.teacher, rng);
+  const student = cloneModule(run.teacher, SongUNet, rng);
   const gParams = student.parameters();
   const gOpt = new Adam(gParams, { lr: cfg.lrG, beta1: 0.9, beta2: 0.99 });
   const ema = new Ema(gParams);
-  const emaNet = cloneNet(run.teacher, rng);
+  const emaNet = cloneModule(run.teacher, SongUNet, rng);
   const disc = new ConditionalDiscriminator(run.teacher.cfg, cfg.disc, rng, run.teacher);
   const dParams = disc.parameters();
   const dOpt = new Adam(dParams, { lr: cfg.lrD, beta1: 0.9, beta2: 0.99 });

@@ -2,6 +2,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
+import { interruptible, Interrupted, stopRequested } from "../core/interrupt";
 import { Progress } from "../core/progress";
 import { Rng } from "../core/random";
 import { writeAtomic } from "../io/file_bytes";
@@ -73,8 +74,15 @@ export interface GenerateOptions {
   afterShard?: (k: number) => void;
 }
 
-/** Generate (or finish generating) the shards of `dir`; finished shards are verified and skipped. */
-export function generatePairs(dir: string, rec: PairRecord, teacher: PairTeacher, condition: ConditionFn, opts: GenerateOptions): void {
+/**
+ * Generate (or finish generating) the shards of `dir`; finished shards are verified and skipped. A stop request
+ * (lib/core/interrupt.ts) is honoured between batches: finished shards are kept, the unfinished one starts over.
+ */
+export function generatePairs(dir: string, rec: PairRecord, teacher: PairTeacher, condition: ConditionFn, opts: GenerateOptions): Promise<void> {
+  return interruptible(() => generateShards(dir, rec, teacher, condition, opts));
+}
+
+async function generateShards(dir: string, rec: PairRecord, teacher: PairTeacher, condition: ConditionFn, opts: GenerateOptions): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   const nShards = Math.ceil(rec.count / rec.shardSize);
   const { index, of } = opts.shard ?? { index: 0, of: 1 };
@@ -101,6 +109,10 @@ export function generatePairs(dir: string, rec: PairRecord, teacher: PairTeacher
       cs.push(...inputs.flatMap((s) => s.c));
       tf.dispose([z, c, out.x]);
       progress.tick(m);
+      if (await stopRequested()) {
+        const kept = mine.length - todo.length + todo.indexOf(k);
+        throw new Interrupted(`ODE pairs stopped with ${kept} of this process's ${mine.length} shards made, kept in ${dir}; run it again to make the rest`);
+      }
     }
     const index = Int32Array.from({ length: count }, (_, j) => start + j);
     writeSafetensors(

@@ -1,6 +1,8 @@
 import * as crypto from "crypto";
+import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import { fromRoot } from "../core/paths";
+import { interruptible } from "../core/interrupt";
+import { fromRoot, settingsKey } from "../core/paths";
 import { Rng } from "../core/random";
 import { Cifar10, loadCifar10 } from "../data/cifar10";
 import { ensureDataAll } from "../data/fetch";
@@ -14,9 +16,11 @@ import { evaluate, ImageDataset } from "../metrics/evaluate";
 import { FeatureNet, metricLabel } from "../metrics/feature_net";
 import { loadFidInception } from "../metrics/inception";
 import { LoadedLpips, loadStandinLpips } from "../perceptual/standins";
-import { cifarLabelled, classCycledSamples, fixedNoise, loadCifarTeacher, teacherSamples, TeacherSpec } from "./cifar10_teacher";
+import { cachedResult } from "../train/checkpoint";
+import { CIFAR10_CLASS_NAMES, cifarLabelled, classCycledSamples, fixedNoise, loadCifarTeacher, teacherSamples, TeacherSpec } from "./cifar10_teacher";
+import { Claim, committedTable, committedTableIfAny, numberIn } from "./claims";
 import { byScale, currentScale, Scale } from "./scale";
-import { Figure, lineFigure } from "../viz/plot";
+import { Figure, lineFigure, Series } from "../viz/plot";
 import { Row } from "../viz/table";
 
 // The paper's CIFAR-10 comparison (Table 3): from one teacher, train Diffusion2GAN (regression on ODE pairs,
@@ -78,8 +82,14 @@ export interface ConvergencePoint {
 export interface ConvergenceResult {
   scale: Scale;
   metric: string;
+  /** Which teacher network, in words. */
+  teacher: string;
   teacherFid: number;
   teacherNfe: number;
+  /** Samples behind every FID. */
+  evalSamples: number;
+  /** Diffusion2GAN's first step with the GAN term (its steps before are regression only). */
+  ganStartStep: number;
   points: ConvergencePoint[];
   pairTeacherEvals: number;
   samples: { teacher: tf.Tensor4D; d2g: tf.Tensor4D; cd: tf.Tensor4D };
@@ -122,7 +132,7 @@ export function cifarPairsDir(cfg: ConvergenceConfig, scale: Scale, spec: Teache
 }
 
 /** Generate (this process's share of) the ODE pairs and, when all shards exist, merge them. */
-export function makeCifarPairs(cfg: ConvergenceConfig, scale: Scale, teacher: SongUNet, spec: TeacherSpec, shard?: { index: number; of: number }): { dir: string; manifest?: PairManifest } {
+export async function makeCifarPairs(cfg: ConvergenceConfig, scale: Scale, teacher: SongUNet, spec: TeacherSpec, shard?: { index: number; of: number }): Promise<{ dir: string; manifest?: PairManifest }> {
   const { dir, rec } = cifarPairsDir(cfg, scale, spec);
   // the class is drawn uniformly from the sample's own RNG, so any shard split gives the same pairs
   const condition = (rng: Rng) => {
@@ -130,7 +140,7 @@ export function makeCifarPairs(cfg: ConvergenceConfig, scale: Scale, teacher: So
     c[rng.int(10)] = 1;
     return c;
   };
-  generatePairs(dir, rec, (z, c) => teacherSamples(teacher, z, c, cfg.teacherLevels), condition, { batch: cfg.pairBatch, shard });
+  await generatePairs(dir, rec, (z, c) => teacherSamples(teacher, z, c, cfg.teacherLevels), condition, { batch: cfg.pairBatch, shard });
   if (shard && shard.of > 1) return { dir };
   return { dir, manifest: mergePairs(dir, rec) };
 }
@@ -140,7 +150,22 @@ async function loadOfficialNets(): Promise<{ fnet: FeatureNet; lpips: LoadedLpip
   return { fnet: loadFidInception(inception), lpips: loadStandinLpips({ trunk: vgg16, heads }) };
 }
 
-export async function run(cfg: ConvergenceConfig = byScale(CONFIGS), scale: Scale = currentScale()): Promise<ConvergenceResult> {
+/** The teacher of a scale in words, for titles. */
+function teacherDescription(spec: TeacherSpec): string {
+  const own = spec.weights.startsWith(fromRoot("data", "weights"));
+  return `${own ? "stand-in" : "official"} EDM DDPM++ ${spec.resolution}x${spec.resolution} (${path.basename(spec.weights)})`;
+}
+
+/**
+ * Pairs, then Diffusion2GAN, then CD, each resuming from its checkpoints (the FIDs along the trainings are part of
+ * their checkpointed history; the teacher's own FID is cached beside them), so a rerun of a finished experiment only
+ * samples the figures again. A stop request ends the running stage at its next step boundary.
+ */
+export function run(cfg: ConvergenceConfig = byScale(CONFIGS), scale: Scale = currentScale()): Promise<ConvergenceResult> {
+  return interruptible(() => converge(cfg, scale));
+}
+
+async function converge(cfg: ConvergenceConfig, scale: Scale): Promise<ConvergenceResult> {
   const { fnet, lpips } = cfg.official ? await loadOfficialNets() : { fnet: loadC10FeatureNet(), lpips: loadStandinLpips() };
   const { net: teacher, spec } = loadCifarTeacher(scale);
   const res = spec.resolution;
@@ -149,13 +174,15 @@ export async function run(cfg: ConvergenceConfig = byScale(CONFIGS), scale: Scal
   const t0 = Date.now();
 
   // 1. ODE pairs from the teacher (resumable, in runs/; `npm run pairs` makes them in shards across processes)
-  const { dir, manifest } = makeCifarPairs(cfg, scale, teacher, spec);
+  const { dir, manifest } = await makeCifarPairs(cfg, scale, teacher, spec);
   if (!manifest) throw new Error("unreachable: an unsharded generation always merges");
   const pairs = OdePairs.open(dir);
   const tPairs = (Date.now() - t0) / 1000;
 
   const teacherNfe = 2 * cfg.teacherLevels - 1;
-  const teacherFid = await fidOf((z, c) => teacherSamples(teacher, z, c, cfg.teacherLevels).x, cfg.evalSamples, res, ref, fnet);
+  const fidKey = settingsKey({ teacher: path.basename(dir), levels: cfg.teacherLevels, samples: cfg.evalSamples, ref: ref.id, net: fnet.name });
+  const teacherFid = await cachedResult(fromRoot("runs", "cifar10", scale, `teacher-fid-${fidKey}.json`), () =>
+    fidOf((z, c) => teacherSamples(teacher, z, c, cfg.teacherLevels).x, cfg.evalSamples, res, ref, fnet));
   const lpipsLoss = regressionLoss("lpips", { lpips: lpips.lpips, lpipsSize: cfg.lpipsSize });
   const points: ConvergencePoint[] = [];
 
@@ -190,36 +217,143 @@ export async function run(cfg: ConvergenceConfig = byScale(CONFIGS), scale: Scal
   };
   tf.dispose([z, labels]);
   return {
-    scale, metric: metricLabel("FID", fnet), teacherFid, teacherNfe, points, pairTeacherEvals: manifest.teacherEvals, samples,
+    scale, metric: metricLabel("FID", fnet), teacher: teacherDescription(spec), teacherFid, teacherNfe, evalSamples: cfg.evalSamples, ganStartStep: cfg.d2g.regressionSteps + 1, points, pairTeacherEvals: manifest.teacherEvals, samples,
     lpipsTrunk: lpips.trunk, featureNet: fnet.name, seconds: { pairs: tPairs, d2g: tD2g, cd: tCd },
   };
 }
 
-/** FID against generator function evaluations (teacher evaluations included), one line per method. */
-export function convergenceFigure(r: ConvergenceResult): Figure {
-  const by = (m: ConvergencePoint["method"]) => r.points.filter((p) => p.method === m);
-  return lineFigure(
-    `CIFAR-10 (${r.scale} scale): ${r.metric} vs function evaluations`,
-    [
-      ...(["Diffusion2GAN", "CD"] as const).map((m) => ({ name: m, x: by(m).map((p) => p.totalEvals), y: by(m).map((p) => p.fid) })),
-      { name: `teacher (Heun, ${r.teacherNfe} NFE)`, x: [Math.min(...r.points.map((p) => p.totalEvals)), Math.max(...r.points.map((p) => p.totalEvals))], y: [r.teacherFid, r.teacherFid] },
-    ],
-    { x: "generator + teacher function evaluations (per-sample count)", y: r.metric, logX: true, markers: true },
-  );
+/** The networks behind the numbers, for figure subtitles. */
+export function subtitle(r: ConvergenceResult): string {
+  const short = (d: string) => d.split(/ trained | from |;| \(/)[0];
+  return `${r.scale} scale; teacher: ${r.teacher}; LPIPS: ${short(r.lpipsTrunk)}; ${r.metric}: ${short(r.featureNet)}, ${r.evalSamples} samples`;
 }
 
-/** The points as table rows. */
+/** The points as table rows (figures/02_fid_vs_evals_<scale>.csv). */
 export function convergenceRows(r: ConvergenceResult): Row[] {
   return r.points.map((p) => ({ method: p.method, step: p.step, teacher_evals: p.teacherEvals, student_evals: p.studentEvals, total_evals: p.totalEvals, [r.metric]: p.fid }));
+}
+
+/** The teacher's own score (figures/02_teacher_<scale>.csv). */
+export function teacherRows(r: ConvergenceResult): Row[] {
+  return [{ teacher: r.teacher, sampler: "Heun", "network evaluations": r.teacherNfe, samples: r.evalSamples, [r.metric]: r.teacherFid }];
+}
+
+/** What the figure needs beside the points: the metric's column, where the GAN phase starts, the teacher line. */
+export interface ConvergenceFigureInfo {
+  metric: string;
+  ganStartStep: number;
+  teacher?: { nfe: number; fid: number };
+  subtitle: string;
+}
+
+export function figureInfo(r: ConvergenceResult): ConvergenceFigureInfo {
+  return { metric: r.metric, ganStartStep: r.ganStartStep, teacher: { nfe: r.teacherNfe, fid: r.teacherFid }, subtitle: subtitle(r) };
+}
+
+/**
+ * FID against the network evaluations each method has spent, teacher evaluations included, one line per method, on
+ * a logarithmic axis; a dotted line marks where Diffusion2GAN adds the GAN term. Drawn from the table rows, so the
+ * saved CSV re-renders it.
+ */
+export function convergenceFigure(rows: Row[], info: ConvergenceFigureInfo): Figure {
+  const by = (m: string) => rows.filter((p) => p.method === m);
+  const x = (ps: Row[]) => ps.map((p) => Number(p.total_evals));
+  const all = x(rows);
+  const series: Series[] = (["Diffusion2GAN", "CD"] as const).map((m) => ({ name: m, x: x(by(m)), y: by(m).map((p) => Number(p[info.metric])) }));
+  if (info.teacher) {
+    series.push({ name: `teacher (Heun, ${info.teacher.nfe} evaluations per sample)`, x: [Math.min(...all), Math.max(...all)], y: [info.teacher.fid, info.teacher.fid] });
+  }
+  const fig = lineFigure(`CIFAR-10: ${info.metric} against network evaluations spent`, series, {
+    x: "network evaluations spent, ODE pairs included (log scale)",
+    y: `${info.metric} (lower is better)`,
+    logX: true,
+    markers: true,
+    subtitle: info.subtitle,
+  });
+  // the GAN term starts after the last regression-only step: between the two D2G points around it
+  const d2g = by("Diffusion2GAN");
+  const last = d2g.filter((p) => Number(p.step) < info.ganStartStep).pop();
+  const next = d2g.find((p) => Number(p.step) >= info.ganStartStep);
+  if (last && next) {
+    const at = Number(last.total_evals) + ((Number(next.total_evals) - Number(last.total_evals)) * (info.ganStartStep - 1 - Number(last.step))) / (Number(next.step) - Number(last.step));
+    // on a log axis plotly takes a shape's x as a value, an annotation's as its log10
+    const layout = fig.layout as Record<string, unknown>;
+    layout.shapes = [{ type: "line", xref: "x", yref: "paper", x0: at, x1: at, y0: 0, y1: 1, line: { color: "#555", dash: "dot", width: 1 } }];
+    layout.annotations = [{ x: Math.log10(at), xref: "x", y: 1, yref: "paper", text: `Diffusion2GAN adds the GAN term from step ${info.ganStartStep} `, showarrow: false, xanchor: "right", yanchor: "top", font: { size: 11 } }];
+  }
+  const layout = fig.layout as Record<string, unknown>;
+  Object.assign(layout.xaxis as Record<string, unknown>, { range: [Math.log10(Math.min(...all) / 1.2), Math.log10(Math.max(...all) * 1.2)], tickformat: ",", tickangle: 0, nticks: 8 });
+  layout.legend = { orientation: "h", x: 0, y: -0.22, xanchor: "left", yanchor: "top" };
+  (layout.margin as Record<string, number>).b = 110;
+  return fig;
+}
+
+/** The three sample grids of the same noise: name suffix, images, title, the class of each column. */
+export function sampleGrids(r: ConvergenceResult): Array<{ name: string; images: tf.Tensor4D; title: string; columnLabels: string[] }> {
+  const n = r.samples.teacher.shape[0] / 10;
+  const grid = (name: string, images: tf.Tensor4D, method: string) => ({
+    name, images, columnLabels: CIFAR10_CLASS_NAMES,
+    title: `${method}, ${r.scale} scale: ${n} samples per class from the same noise as the other grids (teacher: ${r.teacher})`,
+  });
+  return [
+    grid("teacher", r.samples.teacher, `Teacher (Heun, ${r.teacherNfe} evaluations)`),
+    grid("d2g", r.samples.d2g, "Diffusion2GAN (1 evaluation)"),
+    grid("cd", r.samples.cd, "Consistency distillation (1 evaluation)"),
+  ];
 }
 
 /**
  * The paper's claim, checked on our numbers: the first evaluation budget at which Diffusion2GAN's FID is at or
  * below CD's best FID, against the budget at which CD reached its best.
  */
-export function claimCheck(r: ConvergenceResult): { cdBest: ConvergencePoint; d2gFirstBelow?: ConvergencePoint; reproduced: boolean } {
-  const cdPts = r.points.filter((p) => p.method === "CD");
+export function claimCheck(points: ConvergencePoint[]): { cdBest: ConvergencePoint; d2gFirstBelow?: ConvergencePoint; reproduced: boolean } {
+  const cdPts = points.filter((p) => p.method === "CD");
   const cdBest = cdPts.reduce((a, b) => (b.fid < a.fid ? b : a));
-  const d2gFirstBelow = r.points.filter((p) => p.method === "Diffusion2GAN" && p.fid <= cdBest.fid).sort((a, b) => a.totalEvals - b.totalEvals)[0];
+  const d2gFirstBelow = points.filter((p) => p.method === "Diffusion2GAN" && p.fid <= cdBest.fid).sort((a, b) => a.totalEvals - b.totalEvals)[0];
   return { cdBest, d2gFirstBelow, reproduced: d2gFirstBelow !== undefined && d2gFirstBelow.totalEvals < cdBest.totalEvals };
+}
+
+/** PAPER.md "Numbers to reproduce": Table 3's claim (exact table [NF]) and the published EDM teacher. */
+export const PAPER_TABLE3 = { teacherOutputsToPassCd: 500_000, edmTeacherFid: 1.79, edmTeacherNfe: 35 };
+
+/** Points of a convergence table (the saved CSV). */
+export function pointsOf(rows: Row[], metric: string, table: string): ConvergencePoint[] {
+  return rows.map((r) => ({
+    method: r.method as ConvergencePoint["method"],
+    step: numberIn(r, "step", table), teacherEvals: numberIn(r, "teacher_evals", table), studentEvals: numberIn(r, "student_evals", table),
+    totalEvals: numberIn(r, "total_evals", table), fid: numberIn(r, metric, table),
+  }));
+}
+
+/** The paper's claims of notebook 02 against the committed cpu-scale tables (figures/02_*_cpu.csv). */
+export function claims(metric = "FID-C10", cfg: ConvergenceConfig = CONFIGS.cpu): Claim[] {
+  const table = "02_fid_vs_evals_cpu";
+  const points = pointsOf(committedTable(table, "02_cifar10_convergence"), metric, table);
+  const { cdBest, d2gFirstBelow, reproduced } = claimCheck(points);
+  const d2g = points.filter((p) => p.method === "Diffusion2GAN").sort((a, b) => a.step - b.step);
+  const best = d2g.reduce((a, b) => (b.fid < a.fid ? b : a));
+  const [prev, last] = d2g.slice(-2);
+  const falling = prev && last.fid < prev.fid ? `, still falling (${(prev.fid - last.fid).toFixed(2)} over its last ${last.step - prev.step} steps)` : "";
+  const n = (v: number) => v.toLocaleString("en");
+  const out: Claim[] = [
+    {
+      claim: "with LPIPS regression on ODE pairs, Diffusion2GAN reaches consistency distillation's best FID with fewer network evaluations, the pairs' cost included",
+      paper: `Table 3: it passes CD after ${n(PAPER_TABLE3.teacherOutputsToPassCd)} teacher outputs (exact table not found)`,
+      ours: `CD's best ${cdBest.fid.toFixed(2)} at ${n(cdBest.totalEvals)} evaluations; Diffusion2GAN ` +
+        (d2gFirstBelow ? `reached it at ${n(d2gFirstBelow.totalEvals)}` : `best ${best.fid.toFixed(2)} at ${n(best.totalEvals)}${falling}`),
+      verdict: reproduced ? "held" : "did not hold",
+      why: reproduced ? undefined : `${n(cfg.pairs)} ODE pairs (the paper's count: ${n(PAPER_TABLE3.teacherOutputsToPassCd)} and more) and ${n(cfg.d2g.regressionSteps + cfg.d2g.ganSteps)} steps of a student distilled through a stand-in LPIPS trunk; the pairs' up-front cost is paid before the student has trained long`,
+    },
+  ];
+  const teacher = committedTableIfAny("02_teacher_cpu")?.[0];
+  if (teacher) {
+    out.push({
+      claim: "the teacher's quality (a reference, not a claim)",
+      paper: `published EDM, Heun ${PAPER_TABLE3.edmTeacherNfe} evaluations: Inception FID ${PAPER_TABLE3.edmTeacherFid}`,
+      ours: `${teacher.teacher}: ${metric} ${numberIn(teacher, metric, "02_teacher_cpu").toFixed(2)}`,
+      verdict: "not tested",
+      why: `${metric} uses a small CIFAR-10 classifier's features, not InceptionV3: not comparable with the paper's FID`,
+    });
+  }
+  return out;
 }

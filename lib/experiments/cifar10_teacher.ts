@@ -1,6 +1,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
+import { yieldIfDue } from "../core/interrupt";
 import { fromRoot } from "../core/paths";
 import { Rng } from "../core/random";
 import { Cifar10, cifar10Floats } from "../data/cifar10";
@@ -24,6 +25,9 @@ export interface TeacherSpec {
   weights: string;
   resolution: number;
 }
+
+/** CIFAR-10's classes in label order. */
+export const CIFAR10_CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 export const CIFAR16_TEACHER_NET: SongUNetConfig = {
   imgResolution: 16, inChannels: 3, outChannels: 3, labelDim: 10, augmentDim: 0,
@@ -75,6 +79,8 @@ export async function* classCycledSamples(
     const c = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from({ length: m }, (_, j) => (i + j) % 10), "int32"), 10).toFloat() as tf.Tensor2D);
     const x = tf.tidy(() => tf.clipByValue(sample(z, c), -1, 1) as tf.Tensor4D);
     tf.dispose([z, c]);
+    // an FID over thousands of samples is minutes of work: keep the notebook's displays and stop button alive
+    await yieldIfDue();
     yield x;
   }
 }
@@ -112,7 +118,7 @@ export function loadCifarTeacher(scale: Scale, weights?: string): { net: SongUNe
   return { net, spec };
 }
 
-/** Samples of the teacher: Heun with `levels` noise levels (18 = the paper's 35 evaluations), one class per row. */
+/** Samples of the teacher: Heun with `levels` noise levels (18 = the paper's 35 evaluations). */
 export function teacherSamples(net: SongUNet, z: tf.Tensor4D, labels: tf.Tensor2D, levels = 18): { x: tf.Tensor4D; nfe: number } {
   const sig = edmSigmas(levels);
   const x0 = tf.mul(z, sig[0]) as tf.Tensor4D;
@@ -121,7 +127,7 @@ export function teacherSamples(net: SongUNet, z: tf.Tensor4D, labels: tf.Tensor2
   return { x: r.x, nfe: r.nfe };
 }
 
-/** Fixed noise and labels for figures: `perClass` samples of each of the 10 classes. */
+/** Fixed noise and labels for figures: `perClass` samples of each of the 10 classes, cycling (a 10-column grid has one class per column). */
 export function fixedNoise(perClass: number, resolution: number, seed = 123): { z: tf.Tensor4D; labels: tf.Tensor2D } {
   const n = 10 * perClass;
   const rng = new Rng(seed);

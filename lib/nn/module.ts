@@ -112,6 +112,21 @@ function torchLayout(v: tf.Variable): tf.Tensor {
   return layout === "conv" ? tf.transpose(v, [3, 2, 0, 1]) : layout === "linear" ? tf.transpose(v) : tf.clone(v);
 }
 
+/**
+ * A copy of a module with the same configuration and weights: `ctor` builds a fresh one from `m.cfg` (drawing its
+ * initialisation from `rng`), whose every variable then takes m's value by name.
+ */
+export function cloneModule<C, M extends Module & { readonly cfg: C }>(m: M, ctor: new (cfg: C, rng: Rng) => M, rng: Rng): M {
+  const copy = new ctor(m.cfg, rng);
+  const source = new Map(m.namedVariables());
+  for (const [name, v] of copy.namedVariables()) {
+    const s = source.get(name);
+    if (!s || s.shape.join() !== v.shape.join()) throw new Error(`cloneModule: the copy's variable ${name} [${v.shape}] has no counterpart of that shape in the original`);
+    v.assign(s);
+  }
+  return copy;
+}
+
 /** A parameter; `layout` records how PyTorch stores it so checkpoints convert on load and save. */
 export function param(value: tf.Tensor, layout: TorchLayout = "plain", trainable = true): tf.Variable {
   const v = tf.variable(value, trainable);

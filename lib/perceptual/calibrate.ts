@@ -10,7 +10,6 @@ import { Adam, lossAndGrads } from "../train/adam";
 import { batchIndices } from "../train/data_order";
 import { LatentLpips } from "./latent_lpips";
 import { Lpips, LpipsHeads } from "./lpips";
-import { IMAGENET_SCALE, IMAGENET_SHIFT } from "./standins";
 
 // The LPIPS paper's calibration of the linear heads (Zhang et al. 2018, Sec. 3, "lin"; richzhang/PerceptualSimilarity
 // lpips/trainer.py): on BAPPS 2AFC triplets (ref, p0, p1, judge = fraction of people who found p1 closer to ref)
@@ -83,36 +82,22 @@ export interface TwoAfcFeatures {
   judge: Float32Array;
 }
 
-/** lpips.normalize_tensor: x / (|x| + 1e-10) over channels. */
-function lpipsNormalise(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.div(x, tf.add(tf.sqrt(tf.sum(tf.square(x), 3, true)), 1e-10));
-}
-
-/** elatentlpips.normalize_tensor: x / sqrt(|x|^2 + 1e-8) over channels. */
-function latentNormalise(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.mul(x, tf.rsqrt(tf.add(tf.sum(tf.square(x), 3, true), 1e-8)));
-}
-
 /**
  * phi [N, channels] and offset [N] of a pair batch, so that metric.distance(x0, x1) = phi . w + offset for the
- * heads w concatenated in tap order (unaugmented; tests check the identity against both metrics).
+ * heads w concatenated in tap order (unaugmented; tests check the identity against both metrics). The taps and the
+ * offset come from the metric's own functions, so they normalise and scale exactly as its distance does.
  */
 export function channelDistances(metric: Lpips | LatentLpips, x0: tf.Tensor4D, x1: tf.Tensor4D): { phi: tf.Tensor2D; offset: tf.Tensor1D } {
   return tf.tidy(() => {
     let taps: [tf.Tensor4D[], tf.Tensor4D[]];
     let offset: tf.Tensor1D;
     if (metric instanceof Lpips) {
-      // v0.1 input scaling: (x - shift) / scale
-      const scaled = (x: tf.Tensor4D) => tf.div(tf.sub(x, IMAGENET_SHIFT), IMAGENET_SCALE) as tf.Tensor4D;
-      taps = [metric.vgg.taps(scaled(x0)).map(lpipsNormalise), metric.vgg.taps(scaled(x1)).map(lpipsNormalise)];
+      taps = [metric.normalisedTaps(x0), metric.normalisedTaps(x1)];
       offset = tf.zeros([x0.shape[0]]);
     } else {
-      const s = metric.config.scaling;
-      // z' = (z - shift) * scale
-      const a = s ? tf.mul(tf.sub(x0, s.shift), s.scale) as tf.Tensor4D : x0;
-      const b = s ? tf.mul(tf.sub(x1, s.shift), s.scale) as tf.Tensor4D : x1;
-      offset = metric.l1 ? tf.mean(tf.abs(tf.sub(a, b)), [1, 2, 3]) : tf.zeros([x0.shape[0]]);
-      taps = [metric.net.taps(a).map(latentNormalise), metric.net.taps(b).map(latentNormalise)];
+      const [a, b] = [metric.scaled(x0), metric.scaled(x1)];
+      offset = metric.l1 ? metric.l1Term(a, b) : tf.zeros([x0.shape[0]]);
+      taps = [metric.normalisedTaps(a), metric.normalisedTaps(b)];
     }
     const phi = tf.concat(taps[0].map((t, l) => tf.mean(tf.squaredDifference(t, taps[1][l]), [1, 2])), 1) as tf.Tensor2D;
     return { phi, offset };

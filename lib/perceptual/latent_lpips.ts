@@ -99,21 +99,29 @@ export class LatentLpips extends Module {
     // smaller latents reach a tap with no pixels (wasm then spins forever in the pool); checked before augmenting
     if (h < min || w < min) throw new Error(`LatentLpips: latents are ${h}x${w}; the trunk's max-pools (stages 4 and 5) need at least ${min}x${min}`);
     return tf.tidy(() => {
-      let a = x0;
-      let b = x1;
-      const s = this.config.scaling;
-      if (s) {
-        // z' = (z - shift) * scale
-        a = tf.mul(tf.sub(a, s.shift), s.scale);
-        b = tf.mul(tf.sub(b, s.shift), s.scale);
-      }
-      const l1 = this.l1 ? tf.mean(tf.abs(tf.sub(a, b)), [1, 2, 3]) : undefined;
+      let a = this.scaled(x0);
+      let b = this.scaled(x1);
+      const l1 = this.l1 ? this.l1Term(a, b) : undefined;
       if (augment) [a, b] = augment(a, b);
-      const f0 = this.net.taps(a).map(unitNormalise);
-      const f1 = this.net.taps(b).map(unitNormalise);
-      const d = headDistance(f0, f1, this.heads);
+      const d = headDistance(this.normalisedTaps(a), this.normalisedTaps(b), this.heads);
       return l1 ? tf.add(d, l1) : d;
     });
+  }
+
+  /** The input scaling of the config, z' = (z - shift) * scale (identity without one). */
+  scaled(z: tf.Tensor4D): tf.Tensor4D {
+    const s = this.config.scaling;
+    return s ? tf.tidy(() => tf.mul(tf.sub(z, s.shift), s.scale) as tf.Tensor4D) : z;
+  }
+
+  /** The released L1 term, mean |a - b| over C,H,W per sample, of scaled latents. */
+  l1Term(a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor1D {
+    return tf.tidy(() => tf.mean(tf.abs(tf.sub(a, b)), [1, 2, 3]) as tf.Tensor1D);
+  }
+
+  /** The five taps of scaled latents, each unit-normalised over channels: what the heads weigh. */
+  normalisedTaps(z: tf.Tensor4D): tf.Tensor4D[] {
+    return tf.tidy(() => this.net.taps(z).map(unitNormalise));
   }
 }
 

@@ -119,6 +119,15 @@ export class Lpips {
     this.loadHeads(readTorchCheckpoint(path), path);
   }
 
+  /** The five taps of NHWC RGB images in [-1, 1], each unit-normalised over channels: what the heads weigh. */
+  normalisedTaps(x: tf.Tensor4D): tf.Tensor4D[] {
+    return tf.tidy(() => {
+      // v0.1 input scaling: (x - shift) / scale
+      const scaled = tf.div(tf.sub(x, SHIFT), SCALE) as tf.Tensor4D;
+      return this.vgg.taps(scaled).map(unitNormalise);
+    });
+  }
+
   /** Per-sample distance [N] between NHWC RGB images in [-1, 1]. */
   distance(x0: tf.Tensor4D, x1: tf.Tensor4D): tf.Tensor1D {
     if (x0.shape.join() !== x1.shape.join() || x0.shape[3] !== 3) {
@@ -128,13 +137,7 @@ export class Lpips {
     const min = this.vgg.minInputSize;
     // smaller images reach a tap with no pixels, which engines answer with NaN, garbage or an out-of-bounds read
     if (h < min || w < min) throw new Error(`Lpips: inputs are ${h}x${w} px; the VGG16 trunk's max-pools before its last tap need at least ${min}x${min}`);
-    return tf.tidy(() => {
-      // v0.1 input scaling: (x - shift) / scale
-      const scaled = (x: tf.Tensor4D) => tf.div(tf.sub(x, SHIFT), SCALE) as tf.Tensor4D;
-      const f0 = this.vgg.taps(scaled(x0)).map(unitNormalise);
-      const f1 = this.vgg.taps(scaled(x1)).map(unitNormalise);
-      return headDistance(f0, f1, this.heads);
-    });
+    return tf.tidy(() => headDistance(this.normalisedTaps(x0), this.normalisedTaps(x1), this.heads));
   }
 
   dispose(): void {

@@ -2,6 +2,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
+import { writeAtomic } from "../io/file_bytes";
 import { HostTensor } from "../io/host_tensor";
 
 // A checkpoint is one safetensors file: every variable of the run by name, plus a JSON metadata entry holding
@@ -50,4 +51,22 @@ export function loadCheckpoint(file: string, vars: Record<string, tf.Variable>):
     v.assign(tf.tensor(t.data as Float32Array, t.shape, "float32"));
   }
   return JSON.parse(metadata.d2g) as CheckpointMeta;
+}
+
+/**
+ * A result that is slow to compute and small to keep (an evaluation, a yardstick), as JSON in `file`: read back when
+ * the file exists, otherwise computed and written atomically, so a rerun does not pay for it again.
+ */
+export async function cachedResult<T>(file: string, compute: () => Promise<T>): Promise<T> {
+  if (fs.existsSync(file)) {
+    try {
+      return JSON.parse(fs.readFileSync(file, "utf8")) as T;
+    } catch (e) {
+      throw new Error(`${file}: cached result is not valid JSON (${(e as Error).message}); delete it to recompute`);
+    }
+  }
+  const value = await compute();
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeAtomic(file, (fd) => fs.writeSync(fd, JSON.stringify(value)));
+  return value;
 }

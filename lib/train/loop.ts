@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { interruptible, Interrupted, stopRequested } from "../core/interrupt";
 import { Progress } from "../core/progress";
 import { Rng } from "../core/random";
 import { CheckpointMeta, latestCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint";
@@ -6,6 +7,8 @@ import { CheckpointMeta, latestCheckpoint, loadCheckpoint, saveCheckpoint } from
 // The one training loop every experiment uses: resume from the newest checkpoint, step, report progress,
 // checkpoint periodically and at the end. What a step does is the caller's; what must survive a restart is
 // named explicitly (variables and RNGs), so resuming continues the same run bit for bit on the same engine.
+// Every step boundary yields to the event loop when due and honours a stop request (lib/core/interrupt.ts):
+// the run checkpoints where it is and throws Interrupted.
 
 export interface TrainSpec {
   label: string;
@@ -24,6 +27,8 @@ export interface TrainSpec {
   /** Evaluate every `evalEvery` steps (and at the end); the returned metrics join that step's history entry. */
   evalEvery?: number;
   evaluate?(stepsDone: number): Promise<Record<string, number>>;
+  /** Also evaluate before the first step (a history entry with step 0) when the run starts from scratch. */
+  evalAtStart?: boolean;
   /** Called after a checkpoint or at the end (e.g. to redraw a live loss curve). */
   onCheckpoint?(history: Array<Record<string, number>>): void | Promise<void>;
 }
@@ -31,15 +36,24 @@ export interface TrainSpec {
 export interface TrainResult {
   history: Array<Record<string, number>>;
   resumedFrom: number;
+  /** Wall time per step of this session, evaluations and checkpoints included. */
   secondsPerStep: number;
+  /** Mean time of one step (the spec's step() alone) over every session of the run, resumed ones included. */
+  msPerStep: number;
   /** Live tensors after the first step and at the end: equal unless a step leaks. */
   tensorsAfterFirstStep: number;
   tensorsAtEnd: number;
 }
 
 export async function runTraining(spec: TrainSpec): Promise<TrainResult> {
+  return interruptible(() => trainLoop(spec));
+}
+
+async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
   let history: Array<Record<string, number>> = [];
   let start = 0;
+  // time inside step() summed over the steps it covers, kept in the checkpoint so a resumed run reports all of it
+  let timed = { ms: 0, steps: 0 };
   const latest = spec.ckptDir ? latestCheckpoint(spec.ckptDir) : undefined;
   if (latest) {
     const meta = loadCheckpoint(latest, spec.vars);
@@ -50,24 +64,34 @@ export async function runTraining(spec: TrainSpec): Promise<TrainResult> {
     spec.extraState?.load(meta);
     history = meta.history;
     start = meta.step;
+    if (meta.stepTime) timed = meta.stepTime as typeof timed;
   }
   const save = async (step: number) => {
     if (!spec.ckptDir) return;
-    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
+    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, stepTime: timed, rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
     await saveCheckpoint(spec.ckptDir, spec.vars, meta);
     await spec.onCheckpoint?.(history);
   };
+  if (start === 0 && spec.evalAtStart && spec.evaluate) history.push({ step: 0, ...(await spec.evaluate(0)) });
   const progress = new Progress(spec.label, spec.totalSteps - start);
   let tensorsAfterFirstStep = -1;
   const t0 = Date.now();
   for (let i = start; i < spec.totalSteps; i++) {
+    const t = performance.now();
     const metrics = spec.step(i);
-    const entry: Record<string, number> = { step: i + 1, ...metrics };
-    if (spec.evaluate && spec.evalEvery && ((i + 1) % spec.evalEvery === 0 || i + 1 === spec.totalSteps)) Object.assign(entry, await spec.evaluate(i + 1));
-    history.push(entry);
+    timed = { ms: timed.ms + performance.now() - t, steps: timed.steps + 1 };
+    const evaluated = spec.evaluate && spec.evalEvery && ((i + 1) % spec.evalEvery === 0 || i + 1 === spec.totalSteps) ? await spec.evaluate(i + 1) : {};
+    history.push({ step: i + 1, ...metrics, ...evaluated });
     if (tensorsAfterFirstStep < 0) tensorsAfterFirstStep = tf.memory().numTensors;
-    progress.tick(1, metrics);
-    if ((i + 1) % spec.ckptEvery === 0 && i + 1 < spec.totalSteps) await save(i + 1);
+    progress.tick(1, { ...metrics, ...evaluated });
+    if (i + 1 === spec.totalSteps) break;
+    const periodic = (i + 1) % spec.ckptEvery === 0;
+    if (periodic) await save(i + 1);
+    if (await stopRequested()) {
+      if (!periodic) await save(i + 1);
+      const kept = spec.ckptDir ? `checkpoint kept in ${spec.ckptDir}; run it again to resume` : "no checkpoint folder was given, so nothing was kept";
+      throw new Interrupted(`${spec.label} stopped at step ${i + 1} of ${spec.totalSteps}; ${kept}`);
+    }
   }
   const steps = spec.totalSteps - start;
   if (steps > 0) await save(spec.totalSteps);
@@ -76,6 +100,7 @@ export async function runTraining(spec: TrainSpec): Promise<TrainResult> {
     history,
     resumedFrom: start,
     secondsPerStep: steps > 0 ? (Date.now() - t0) / 1000 / steps : 0,
+    msPerStep: timed.steps > 0 ? timed.ms / timed.steps : 0,
     tensorsAfterFirstStep,
     tensorsAtEnd: tf.memory().numTensors,
   };

@@ -2,6 +2,7 @@ import * as fs from "fs";
 import type { Browser, Page } from "playwright-core";
 import { outputPath } from "./files";
 import { showPng } from "./notebook";
+import { wrapWords } from "./text";
 
 // Plotly figures rendered to PNG and SVG by headless Chromium (the Debian package; playwright-core only drives it,
 // it never downloads a browser). One browser serves every figure of a process and is closed when the process ends.
@@ -43,7 +44,9 @@ async function launch(): Promise<Page> {
     throw new Error(`figures are rendered by headless Chromium, which is not at ${exe}: run \`npm run setup\` (installs the Debian package chromium) or set D2G_CHROMIUM`);
   }
   const { chromium } = await import("playwright-core");
-  browser = await chromium.launch({ executablePath: exe, args: CHROMIUM_FLAGS });
+  // handleSIGINT off: playwright's own SIGINT handler exits the process, and in the tslab kernel SIGINT is the
+  // notebook's stop button (lib/core/interrupt.ts), which must stop the running cell, not kill the kernel.
+  browser = await chromium.launch({ executablePath: exe, args: CHROMIUM_FLAGS, handleSIGINT: false });
   process.once("beforeExit", () => void closeFigures());
   const p = await browser.newPage();
   await p.addScriptTag({ path: require.resolve("plotly.js-dist") });
@@ -111,29 +114,142 @@ export async function showFigure(name: string, fig: Figure, o: RenderOptions & {
   if (!showPng(pngBytes)) console.log(`figure: ${png} ${svg}`);
 }
 
+/** How one curve is drawn; unset fields come from LINE_STYLES by the curve's position. */
+export interface LineStyle {
+  color?: string;
+  dash?: string;
+  width?: number;
+}
+
 export interface Series {
   name: string;
   y: ArrayLike<number>;
   /** Defaults to 1..n (training steps). */
   x?: ArrayLike<number>;
+  style?: LineStyle;
+}
+
+/**
+ * Ten line styles whose colours and dash patterns both differ, so that curves stay apart on screen, for readers
+ * who do not tell the colours apart, and in greyscale print.
+ */
+export const LINE_STYLES: ReadonlyArray<Required<Pick<LineStyle, "color" | "dash">>> = [
+  { color: "#1f77b4", dash: "solid" },
+  { color: "#d62728", dash: "dash" },
+  { color: "#2ca02c", dash: "dot" },
+  { color: "#ff7f0e", dash: "dashdot" },
+  { color: "#9467bd", dash: "longdash" },
+  { color: "#8c564b", dash: "longdashdot" },
+  { color: "#17becf", dash: "2px,5px" },
+  { color: "#e377c2", dash: "12px,3px,2px,3px,2px,3px" },
+  { color: "#7f7f7f", dash: "20px,5px" },
+  { color: "#bcbd22", dash: "6px,2px" },
+];
+
+export interface AxesOptions {
+  x: string;
+  y: string;
+  logX?: boolean;
+  logY?: boolean;
+  markers?: boolean;
+  /** Shown under the title in smaller type: scale, networks, data. */
+  subtitle?: string;
+}
+
+/** The title, and the subtitle under it in smaller type, broken into lines that fit a default-width figure. */
+function titleText(title: string, subtitle?: string): string {
+  if (!subtitle) return title;
+  return `${title}<br>${wrapWords(subtitle, SUBTITLE_CHARS).map((l) => `<sup>${l}</sup>`).join("<br>")}`;
+}
+
+/** Characters of a subtitle line: what fits the default 640 px width at plotly's <sup> size. */
+const SUBTITLE_CHARS = 100;
+
+/** Top margin that leaves room for the title and its subtitle lines. */
+function topMargin(title: string, subtitle?: string): number {
+  return 50 + 22 * (titleText(title, subtitle).split("<br>").length - 1);
+}
+
+function trace(s: Series, k: number, markers?: boolean): Record<string, unknown> {
+  const base = LINE_STYLES[k % LINE_STYLES.length];
+  return {
+    type: "scatter",
+    mode: markers ? "lines+markers" : "lines",
+    name: s.name,
+    x: s.x ? Array.from(s.x) : Array.from(s.y, (_, i) => i + 1),
+    y: Array.from(s.y),
+    line: { color: s.style?.color ?? base.color, dash: s.style?.dash ?? base.dash, width: s.style?.width ?? 2 },
+    marker: { color: s.style?.color ?? base.color },
+  };
+}
+
+/**
+ * A plotly axis, with a range in data units also on a log axis; log axes label their ticks as powers of ten
+ * (plotly's default SI prefixes read "100μ, 10n").
+ */
+function axis(title: string, log?: boolean, range?: [number, number]): Record<string, unknown> {
+  const a: Record<string, unknown> = { title: { text: title }, type: log ? "log" : "linear" };
+  if (log) a.exponentformat = "power";
+  if (range) a.range = log ? range.map(Math.log10) : range;
+  return a;
 }
 
 /** Line chart of one or more series, the shape of every loss and metric curve in the notebooks. */
-export function lineFigure(title: string, series: Series[], axes: { x: string; y: string; logX?: boolean; logY?: boolean; markers?: boolean }): Figure {
+export function lineFigure(title: string, series: Series[], axes: AxesOptions): Figure {
   return {
-    data: series.map((s) => ({
-      type: "scatter",
-      mode: axes.markers ? "lines+markers" : "lines",
-      name: s.name,
-      x: s.x ? Array.from(s.x) : Array.from(s.y, (_, i) => i + 1),
-      y: Array.from(s.y),
-    })),
+    data: series.map((s, k) => trace(s, k, axes.markers)),
     layout: {
-      title: { text: title },
-      xaxis: { title: { text: axes.x }, type: axes.logX ? "log" : "linear" },
-      yaxis: { title: { text: axes.y }, type: axes.logY ? "log" : "linear" },
+      title: { text: titleText(title, axes.subtitle) },
+      xaxis: axis(axes.x, axes.logX),
+      yaxis: axis(axes.y, axes.logY),
       showlegend: series.length > 1,
-      margin: { l: 60, r: 20, t: 50, b: 50 },
+      margin: { l: 70, r: 20, t: topMargin(title, axes.subtitle), b: 50 },
     },
   };
+}
+
+export interface Panel {
+  title: string;
+  series: Series[];
+}
+
+/**
+ * Small multiples: one line chart per panel on a grid, each with its own axes and, when it holds more than one
+ * curve, its own legend inside its lower right corner. For curves in different units, or too many for one chart.
+ */
+export function panelFigure(title: string, panels: Panel[], axes: AxesOptions & { columns: number; sharedY?: boolean }): Figure {
+  const cols = Math.min(axes.columns, panels.length);
+  const rows = Math.ceil(panels.length / cols);
+  const gapX = 0.07;
+  const gapY = 0.16;
+  const data: Array<Record<string, unknown>> = [];
+  const layout: Record<string, unknown> = {
+    title: { text: titleText(title, axes.subtitle) },
+    margin: { l: 70, r: 20, t: topMargin(title, axes.subtitle) + 25, b: 50 },
+    annotations: [],
+  };
+  const annotations = layout.annotations as Array<Record<string, unknown>>;
+  // one y range for all panels when their curves are to be compared across panels (same quantity, same units)
+  let yRange: [number, number] | undefined;
+  if (axes.sharedY) {
+    const ys = panels.flatMap((p) => p.series.flatMap((s) => Array.from(s.y))).filter(Number.isFinite);
+    const [lo, hi] = axes.logY ? [Math.min(...ys) / 1.2, Math.max(...ys) * 1.2] : [Math.min(...ys), Math.max(...ys)];
+    const pad = axes.logY ? 0 : 0.05 * (hi - lo);
+    yRange = [lo - pad, hi + pad];
+  }
+  panels.forEach((p, k) => {
+    const [col, row] = [k % cols, Math.floor(k / cols)];
+    const id = k === 0 ? "" : String(k + 1);
+    const x0 = col / cols + (col > 0 ? gapX / 2 : 0);
+    const x1 = (col + 1) / cols - (col < cols - 1 ? gapX / 2 : 0);
+    const y1 = 1 - row / rows - (row > 0 ? gapY / 2 : 0);
+    const y0 = 1 - (row + 1) / rows + (row < rows - 1 ? gapY / 2 : 0);
+    layout[`xaxis${id}`] = { ...axis(row === rows - 1 || k + cols >= panels.length ? axes.x : "", axes.logX), domain: [x0, x1], anchor: `y${id}` };
+    layout[`yaxis${id}`] = { ...axis(col === 0 ? axes.y : "", axes.logY, yRange), domain: [y0, y1], anchor: `x${id}` };
+    const legend = p.series.length > 1 ? `legend${id}` : undefined;
+    if (legend) layout[legend] = { x: x1, y: y0 + 0.01, xanchor: "right", yanchor: "bottom", bgcolor: "rgba(255,255,255,0.8)", font: { size: 10 } };
+    p.series.forEach((s, j) => data.push({ ...trace(s, j, axes.markers), xaxis: `x${id}`, yaxis: `y${id}`, legend, showlegend: legend !== undefined }));
+    annotations.push({ text: `<b>${p.title}</b>`, xref: "paper", yref: "paper", x: (x0 + x1) / 2, y: y1, xanchor: "center", yanchor: "bottom", showarrow: false });
+  });
+  return { data, layout };
 }

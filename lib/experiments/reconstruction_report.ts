@@ -1,0 +1,197 @@
+import { HostTensor } from "../io/host_tensor";
+import { Figure, lineFigure, Panel, panelFigure } from "../viz/plot";
+import { Row } from "../viz/table";
+import { Claim, committedTable, numberIn } from "./claims";
+import { LossRun } from "./latent_optimisation";
+import { DEFAULT_LOSSES, ReconstructionConfig, ReconstructionResult } from "./reconstruction";
+import { noisyCopyPsnr } from "./reconstruction_eval";
+
+// Notebook 01's tables, figures and its comparison with the paper. Figures are drawn from the same rows that are
+// saved as CSV (figures/01_curves.csv, 01_loss.csv), so a saved table re-renders its figure without recomputing.
+
+/** PAPER.md "Ensembled LatentLPIPS": the values the paper's single-image reconstruction figure prints. */
+export const PAPER_RECONSTRUCTION_FIGURE = { lpips: 0.016, latentLpips: 0.49, eLatentLpips: 0.001 };
+/** PAPER.md "Cost": one evaluation on an A100, decode + LPIPS against E-LatentLPIPS (3.7 ms augment + 8.4 ms network). */
+export const PAPER_COST_MS = { decodeLpips: 117, eLatentLpips: 12.1, ratio: 9.7 };
+/** How much higher a PSNR must be to count as "much higher" (3 dB: the error's RMS at most 0.7x). */
+export const MUCH_HIGHER_DB = 3;
+
+/** The config in one line, for the notebook's introduction (the numbers come from the config, never from prose). */
+export function describeConfig(c: ReconstructionConfig): string {
+  const own = c.losses.flatMap((l) => (l.steps === undefined ? [] : [`${l.label}: ${l.steps.toLocaleString("en")}`]));
+  return `${c.size} px (latents ${c.size / 8}x${c.size / 8}), ${c.steps.toLocaleString("en")} Adam steps per loss` +
+    `${own.length ? ` (${own.join(", ")})` : ""}, lr ${c.lr} ${c.lrDecay === "cosine" ? "with cosine decay" : "constant"}, ` +
+    `scored every ${c.evalEvery} steps, checkpointed every ${c.ckptEvery}`;
+}
+
+/** Short names of the trunks behind the distances, for figure subtitles. */
+export function trunksLine(latentTrunk: string, lpipsTrunk: string): string {
+  const short = (d: string) => d.split(/ trained | from |;/)[0];
+  return `LatentLPIPS: ${short(latentTrunk)}; LPIPS: ${short(lpipsTrunk)}`;
+}
+
+/** Subtitle of every figure of a result: scale, image size, latent space, trunks. */
+export function subtitle(r: { scale: string; config: { size: number }; latentTrunk: string; lpipsTrunk: string }): string {
+  return `${r.scale} scale, ${r.config.size} px, TAEF2 latents; ${trunksLine(r.latentTrunk, r.lpipsTrunk)}`;
+}
+
+/** Photograph, decoded target, then each loss's result: one batch for an image grid, with captions and a title. */
+export function comparisonImages(r: ReconstructionResult): { images: HostTensor; captions: string[]; title: string } {
+  const [, h, w, c] = r.target.shape;
+  const per = h * w * c;
+  const parts = [r.original, r.target, ...r.runs.map((x) => x.decoded)];
+  const data = new Float32Array(parts.length * per);
+  parts.forEach((p, i) => data.set(p.data as Float32Array, i * per));
+  const psnr = (x: LossRun) => `${x.psnr[x.psnr.length - 1].toFixed(1)} dB`;
+  return {
+    images: { dtype: "float32", shape: [parts.length, h, w, c], data },
+    captions: ["photograph", "target: decode(encode)", ...r.runs.map((x) => `${x.spec.label}, ${psnr(x)}`)],
+    title: `Latent reconstruction by loss, decoded (${subtitle(r)})`,
+  };
+}
+
+/** Every evaluation of every run: loss, kind, step, PSNR, LatentLPIPS (figures/01_curves.csv). */
+export function curveRows(runs: LossRun[]): Row[] {
+  return runs.flatMap((x) => x.evalSteps.map((step, i) => ({ loss: x.spec.label, kind: x.spec.kind, step, "PSNR (dB)": x.psnr[i], LatentLPIPS: x.latentLpips[i] })));
+}
+
+/** The optimised loss of every run at every step, one column per run (figures/01_loss.csv; empty past a run's end). */
+export function lossRows(runs: LossRun[]): Row[] {
+  const n = Math.max(...runs.map((x) => x.losses.length));
+  return Array.from({ length: n }, (_, i) => {
+    const row: Row = { step: i + 1 };
+    for (const x of runs) row[x.spec.label] = i < x.losses.length ? Number(x.losses[i].toPrecision(6)) : null;
+    return row;
+  });
+}
+
+/** One series per loss of curve rows, in order of appearance; `kind` tells which are latent MSE. */
+function curveSeries(rows: Row[], col: string): Array<{ name: string; kind: string; x: number[]; y: number[] }> {
+  const out = new Map<string, { name: string; kind: string; x: number[]; y: number[] }>();
+  for (const r of rows) {
+    const name = String(r.loss);
+    let s = out.get(name);
+    if (!s) out.set(name, (s = { name, kind: String(r.kind), x: [], y: [] }));
+    s.x.push(Number(r.step));
+    s.y.push(Number(r[col]));
+  }
+  return [...out.values()];
+}
+
+/**
+ * Latent MSE fits the latent itself, so its PSNR runs to ~95 dB and its LatentLPIPS to ~1e-11: drawn on the same axis
+ * it squeezes every other curve into a strip. When it reaches that far (beyond the other curves' span again), the
+ * axis is fitted to the other curves, MSE runs off it, and a note in the corner gives where it ends.
+ */
+function clipLatentMse(fig: Figure, series: Array<{ name: string; kind: string; y: number[] }>, log: boolean, unit: string): Figure {
+  const others = series.filter((s) => s.kind !== "latent-mse");
+  const mse = series.filter((s) => s.kind === "latent-mse");
+  if (others.length === 0 || mse.length === 0) return fig;
+  const t = (v: number) => (log ? Math.log10(v) : v);
+  const ys = others.flatMap((s) => s.y).filter(Number.isFinite).map(t);
+  const [lo, hi] = [Math.min(...ys), Math.max(...ys)];
+  const span = Math.max(hi - lo, log ? 0.3 : 1);
+  const far = mse.filter((s) => s.y.some((v) => t(v) > hi + span || t(v) < lo - span));
+  if (far.length === 0) return fig;
+  const range = [lo - 0.1 * span, hi + 0.1 * span];
+  const layout = fig.layout as Record<string, unknown>;
+  (layout.yaxis as Record<string, unknown>).range = range;
+  layout.annotations = far.map((s, k) => {
+    const last = s.y[s.y.length - 1];
+    const where = t(last) > range[1] ? "above" : t(last) < range[0] ? "below" : "within";
+    return {
+      text: `${s.name} ends at ${log ? last.toExponential(1) : last.toFixed(1)}${unit}${where === "within" ? "" : `, ${where} this axis`}`,
+      xref: "paper", yref: "paper", x: 0.99, y: where === "above" ? 0.99 - 0.07 * k : 0.01 + 0.07 * k,
+      xanchor: "right", yanchor: where === "above" ? "top" : "bottom", showarrow: false,
+      bgcolor: "rgba(255,255,255,0.85)", bordercolor: "#999", font: { size: 11 },
+    };
+  });
+  return fig;
+}
+
+/** PSNR over the optimisation, from curve rows. */
+export function psnrFigure(rows: Row[], sub: string): Figure {
+  const series = curveSeries(rows, "PSNR (dB)");
+  const fig = lineFigure("Reconstruction PSNR against the decoded target, by loss", series, { x: "Adam step", y: "PSNR of decode(z) (dB, higher is better)", subtitle: sub, markers: true });
+  return clipLatentMse(fig, series, false, " dB");
+}
+
+/** Plain LatentLPIPS to the target latent over the optimisation, from curve rows. */
+export function latentLpipsFigure(rows: Row[], sub: string): Figure {
+  const series = curveSeries(rows, "LatentLPIPS");
+  const fig = lineFigure("LatentLPIPS to the target latent, by loss", series, { x: "Adam step", y: "LatentLPIPS(z, target) (log scale)", logY: true, subtitle: sub, markers: true });
+  return clipLatentMse(fig, series, true, "");
+}
+
+/** Each run's optimised loss in its own panel (the losses have different units), log scale, from loss rows. */
+export function lossFigure(rows: Row[], sub: string): Figure {
+  const names = Object.keys(rows[0] ?? {}).filter((k) => k !== "step");
+  const panels: Panel[] = names.map((name) => {
+    const kept = rows.filter((r) => typeof r[name] === "number");
+    return { title: name, series: [{ name, x: kept.map((r) => Number(r.step)), y: kept.map((r) => Number(r[name])) }] };
+  });
+  return panelFigure("The optimised loss of each run", panels, { x: "Adam step", y: "loss (log scale)", logY: true, columns: 3, subtitle: sub });
+}
+
+export function probeRows(r: ReconstructionResult): Row[] {
+  return r.probes.map((p) => ({
+    latent: `target + ${p.sigma} N(0,1)`,
+    "PSNR (dB)": p.psnr,
+    LatentLPIPS: p.latentLpips,
+    LPIPS: p.lpips,
+  }));
+}
+
+export function summaryRows(r: ReconstructionResult): Row[] {
+  return r.runs.map((x) => ({
+    loss: x.spec.label,
+    steps: x.steps,
+    "PSNR (dB)": x.psnr[x.psnr.length - 1],
+    "final LatentLPIPS": x.latentLpips[x.latentLpips.length - 1],
+    "final LPIPS": x.finalLpips,
+    "PSNR of a noisy target at this LatentLPIPS": noisyCopyPsnr(r.probes, x.latentLpips[x.latentLpips.length - 1]) ?? null,
+    "ms/step": Math.round(x.msPerStep * 10) / 10,
+    "LatentLPIPS trunk": r.latentTrunk,
+    "LPIPS trunk": r.lpipsTrunk,
+  }));
+}
+
+/** The paper's claims of notebook 01 against the committed cpu-scale summary (figures/01_summary.csv). */
+export function claims(): Claim[] {
+  const table = "01_summary";
+  const rows = committedTable(table, "01_latent_lpips_reconstruction");
+  const row = (kind: string, augment?: string) => {
+    const label = DEFAULT_LOSSES.find((l) => l.kind === kind && (augment === undefined || l.augment === augment))!.label;
+    const r = rows.find((x) => x.loss === label);
+    if (!r) throw new Error(`figures/${table}.csv: no row for loss "${label}"`);
+    return { label, steps: numberIn(r, "steps", table), psnr: numberIn(r, "PSNR (dB)", table), ms: numberIn(r, "ms/step", table) };
+  };
+  const [plain, ens, pixel] = [row("latent-lpips"), row("e-latent-lpips", "bg"), row("lpips")];
+  const f = (x: { psnr: number; steps: number }) => `${x.psnr.toFixed(2)} dB after ${x.steps.toLocaleString("en")} steps`;
+  const gain = ens.psnr - plain.psnr;
+  const ratio = pixel.ms / ens.ms;
+  const fig = PAPER_RECONSTRUCTION_FIGURE;
+  return [
+    {
+      claim: `E-LatentLPIPS reconstructs far better than plain LatentLPIPS (here: a PSNR at least ${MUCH_HIGHER_DB} dB higher)`,
+      paper: `LatentLPIPS leaves wavy, patchy artifacts, E-LatentLPIPS reconstructs almost perfectly (figure values: LatentLPIPS ${fig.latentLpips}, E-LatentLPIPS ${fig.eLatentLpips})`,
+      ours: `${ens.label} ${f(ens)}, ${plain.label} ${f(plain)}: ${gain >= 0 ? "+" : ""}${gain.toFixed(2)} dB`,
+      verdict: gain >= MUCH_HIGHER_DB ? "held" : "did not hold",
+      why: gain >= MUCH_HIGHER_DB ? undefined : "see environment.md: the stand-in latent trunk and the step budget limit both runs",
+    },
+    {
+      claim: "E-LatentLPIPS comes close to optimising pixel LPIPS through the decoder",
+      paper: `figure value for pixel LPIPS ${fig.lpips}, between the two latent ones`,
+      ours: `${pixel.label} ${f(pixel)}, ${ens.label} ${f(ens)}`,
+      ...(pixel.steps < ens.steps
+        ? { verdict: "not tested" as const, why: `pixel LPIPS ran ${pixel.steps.toLocaleString("en")} of ${ens.steps.toLocaleString("en")} steps (one of its steps costs ${ratio.toFixed(1)} E-LatentLPIPS steps here) and had not converged` }
+        : { verdict: ens.psnr >= pixel.psnr - 1 ? ("held" as const) : ("did not hold" as const) }),
+    },
+    {
+      claim: "E-LatentLPIPS costs a fraction of decoding and using pixel LPIPS (here: at most half)",
+      paper: `A100, one evaluation: ${PAPER_COST_MS.decodeLpips} ms against ${PAPER_COST_MS.eLatentLpips} ms, ${PAPER_COST_MS.ratio}x`,
+      ours: `one optimisation step: ${pixel.ms} ms against ${ens.ms} ms, ${ratio.toFixed(1)}x (TAEF2 decoder, stand-in trunks)`,
+      verdict: ratio >= 2 ? "held" : "did not hold",
+    },
+  ];
+}
