@@ -1,4 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
+// R1 is a gradient of a gradient: it needs the gradients tfjs gets wrong at second order registered again
+import "../backend/second_order_grads";
 import { Rng } from "../core/random";
 
 // The GAN side of Diffusion2GAN: non-saturating losses, single-sample R1 and mix-and-match pairs.
