@@ -2,12 +2,12 @@ import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../core/random";
 import { EDM_DEFAULTS, EdmConfig, edmDenoise, RawNet } from "../diffusion/edm";
 import { LabelledData, rawNetOf } from "../diffusion/train_edm";
+import { cloneModule } from "../nn/module";
 import { SongUNet } from "../nn/unet";
 import { Adam, lossAndGrads } from "../train/adam";
 import { batchIndices } from "../train/data_order";
 import { Ema } from "../train/ema";
 import { runTraining, TrainResult } from "../train/loop";
-import { cloneNet } from "./diffusion2gan";
 import { RegressionLoss } from "./regression";
 
 // Consistency distillation (Song et al. 2023), the paper's CIFAR-10 baseline. The student f_theta maps any
@@ -114,12 +114,12 @@ export interface CdRun {
 export async function trainConsistency(run: CdRun): Promise<CdOutput> {
   const { cfg } = run;
   const rng = new Rng(cfg.seed);
-  const online = cloneNet(run.teacher, rng);
+  const online = cloneModule(run.teacher, rng);
   const params = online.parameters();
   const target = new Ema(params);
   const evalEma = new Ema(params);
-  const evalNet = cloneNet(run.teacher, rng);
-  const targetNet = cloneNet(run.teacher, rng);
+  const evalNet = cloneModule(run.teacher, rng);
+  const targetNet = cloneModule(run.teacher, rng);
   const opt = new Adam(params, { lr: cfg.lr });
   const teacherNet = rawNetOf(run.teacher);
   const levels = karrasLevels(cfg.N, cfg.edm);
