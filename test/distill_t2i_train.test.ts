@@ -20,7 +20,7 @@ const base = (): T2IDiffusion2GanConfig => ({ ...t2iDiffusion2GanDefaults(SCHEDU
 test("text ODE pairs keep 77-token rows; batchAt hands the networks the text encoder's hidden states", async () => {
   await initEngine({ quiet: true });
   const encoder = tinyTextEncoder(4);
-  const pairs = tinyTextPairs(tinyUNet(1), encoder, 8);
+  const pairs = await tinyTextPairs(tinyUNet(1), encoder, 8);
   assert.equal(pairs.manifest.cDim, 77);
   assert.equal(pairs.manifest.teacherEvals, 8 * DDIM_STEPS);
   const rows = Array.from({ length: 8 }, (_, i) => Array.from(pairs.c.subarray(77 * i, 77 * (i + 1))));
@@ -34,7 +34,7 @@ test("text ODE pairs keep 77-token rows; batchAt hands the networks the text enc
 test("E-LatentLPIPS steps bring the one-step generator closer to the teacher's ODE solutions", async () => {
   await initEngine({ quiet: true });
   const teacher = tinyUNet(1);
-  const pairs = tinyTextPairs(teacher, tinyTextEncoder(4), 8);
+  const pairs = await tinyTextPairs(teacher, tinyTextEncoder(4), 8);
   const ll = latentLpips();
   const all = pairs.take(Array.from({ length: 8 }, (_, i) => i));
   const cfg = { ...base(), regressionSteps: 6, lrG: 3e-4, emaBeta: 0 };
@@ -60,7 +60,7 @@ test("E-LatentLPIPS steps bring the one-step generator closer to the teacher's O
 test("GAN phase with every component: counts follow the rule, tensors stay flat, and a run resumed from a checkpoint is the uninterrupted run, bit for bit", async () => {
   await initEngine({ quiet: true });
   const teacher = tinyUNet(1);
-  const pairs = tinyTextPairs(teacher, tinyTextEncoder(4), 8);
+  const pairs = await tinyTextPairs(teacher, tinyTextEncoder(4), 8);
   const cfg: T2IDiffusion2GanConfig = {
     ...base(), regressionSteps: 1, ganSteps: 2, r1Every: 2, mixAndMatch: 0.5, ckptEvery: 2, lrD: 1e-3, lrG: 1e-3,
     emaHalflifeImages: 64, augment: ["g", "o"],

@@ -41,13 +41,14 @@ export function tokenRow(k: number): number[] {
 export const tmp = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `d2g-${tag}-`));
 
 /** `count` ODE pairs of the teacher (DDIM, DDIM_STEPS steps) for captions drawn from six, stored as token rows. */
-export function tinyTextPairs(teacher: UNet2DConditionModel, encoder: ClipTextModel, count: number): OdePairs<tf.Tensor3D> {
+export async function tinyTextPairs(teacher: UNet2DConditionModel, encoder: ClipTextModel, count: number): Promise<OdePairs<tf.Tensor3D>> {
   const dir = tmp("t2i-pairs");
   const rec: PairRecord = { teacher: "tiny-t2i", sampler: "ddim", steps: DDIM_STEPS, guidance: 1, seed: 2, count, shardSize: count, zShape: [8, 8, 4], cDim: 77 };
   const plan = samplingPlan(SCHEDULER, "ddim", DDIM_STEPS);
   const D = schedulerDenoiser((x, t, c) => teacher.forward(x, t, c as tf.Tensor3D), SCHEDULER);
   const encode = clipTokenCondition(encoder);
-  generatePairs(dir, rec, (z, tokens) => {
+  // awaited: generation may be asynchronous (interruptible between batches)
+  await generatePairs(dir, rec, (z, tokens) => {
     const c = encode(tokens.dataSync() as Float32Array, z.shape[0]);
     const start = tf.mul(z, plan.startScale) as tf.Tensor4D;
     const r = sampleOde(D, start, { sigmas: plan.sigmas, method: "euler", cond: c });
