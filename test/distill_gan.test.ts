@@ -37,7 +37,7 @@ test("discriminator: the zero-initialised z branch and multi-scale injections le
 test("R1 equals a finite-difference estimate of |grad_x D|^2 on a tiny network", async () => {
   await tf.setBackend("cpu");
   const teacher = new SongUNet({ ...TINY, imgResolution: 4, channelMult: [1], attnResolutions: [] }, new Rng(5));
-  const d = new ConditionalDiscriminator(teacher.cfg, { ...DISCRIMINATOR_DEFAULTS, zCond: false }, new Rng(6), teacher);
+  const d = new ConditionalDiscriminator(teacher.config, { ...DISCRIMINATOR_DEFAULTS, zCond: false }, new Rng(6), teacher);
   const z = tf.zeros([1, 4, 4, 3]) as tf.Tensor4D;
   const c = tf.oneHot(tf.tensor1d([1], "int32"), 3).toFloat() as tf.Tensor2D;
   const f = (x: tf.Tensor4D) => d.logits(x, z, c);

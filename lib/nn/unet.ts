@@ -145,20 +145,20 @@ export class SongUNet extends Module {
   /** Channels of each encoder output kept for a skip connection, in order. */
   private readonly skipChannels: number[] = [];
 
-  constructor(readonly cfg: SongUNetConfig, rng: Rng) {
+  constructor(readonly config: SongUNetConfig, rng: Rng) {
     super();
-    const mc = cfg.modelChannels;
-    const embC = mc * cfg.channelMultEmb;
+    const mc = config.modelChannels;
+    const embC = mc * config.channelMultEmb;
     const noiseC = mc;
-    if (cfg.labelDim) this.map_label = linear(cfg.labelDim, noiseC, "xavier", rng);
-    if (cfg.augmentDim) this.map_augment = linear(cfg.augmentDim, noiseC, "xavier", rng, false);
+    if (config.labelDim) this.map_label = linear(config.labelDim, noiseC, "xavier", rng);
+    if (config.augmentDim) this.map_augment = linear(config.augmentDim, noiseC, "xavier", rng, false);
     this.map_layer0 = linear(noiseC, embC, "xavier", rng);
     this.map_layer1 = linear(embC, embC, "xavier", rng);
-    const block = (cin: number, cout: number, o: BlockOptions) => new UNetBlock(cin, cout, embC, o, cfg.dropout, rng);
+    const block = (cin: number, cout: number, o: BlockOptions) => new UNetBlock(cin, cout, embC, o, config.dropout, rng);
 
-    let cout = cfg.inChannels;
-    cfg.channelMult.forEach((mult, level) => {
-      const res = cfg.imgResolution >> level;
+    let cout = config.inChannels;
+    config.channelMult.forEach((mult, level) => {
+      const res = config.imgResolution >> level;
       if (level === 0) {
         this.enc.set(`${res}x${res}_conv`, conv(cout, mc, 3, "xavier", rng));
         cout = mc;
@@ -166,31 +166,31 @@ export class SongUNet extends Module {
         this.enc.set(`${res}x${res}_down`, block(cout, cout, { resample: "down", attention: false }));
       }
       this.skipChannels.push(cout);
-      for (let idx = 0; idx < cfg.numBlocks; idx++) {
+      for (let idx = 0; idx < config.numBlocks; idx++) {
         const cin = cout;
         cout = mc * mult;
-        this.enc.set(`${res}x${res}_block${idx}`, block(cin, cout, { resample: "keep", attention: cfg.attnResolutions.includes(res) }));
+        this.enc.set(`${res}x${res}_block${idx}`, block(cin, cout, { resample: "keep", attention: config.attnResolutions.includes(res) }));
         this.skipChannels.push(cout);
       }
     });
     const skips = [...this.skipChannels];
-    for (let level = cfg.channelMult.length - 1; level >= 0; level--) {
-      const res = cfg.imgResolution >> level;
-      if (level === cfg.channelMult.length - 1) {
+    for (let level = config.channelMult.length - 1; level >= 0; level--) {
+      const res = config.imgResolution >> level;
+      if (level === config.channelMult.length - 1) {
         this.dec.set(`${res}x${res}_in0`, block(cout, cout, { resample: "keep", attention: true }));
         this.dec.set(`${res}x${res}_in1`, block(cout, cout, { resample: "keep", attention: false }));
       } else {
         this.dec.set(`${res}x${res}_up`, block(cout, cout, { resample: "up", attention: false }));
       }
-      for (let idx = 0; idx <= cfg.numBlocks; idx++) {
+      for (let idx = 0; idx <= config.numBlocks; idx++) {
         const cin = cout + skips.pop()!;
-        cout = mc * cfg.channelMult[level];
-        const attn = idx === cfg.numBlocks && cfg.attnResolutions.includes(res);
+        cout = mc * config.channelMult[level];
+        const attn = idx === config.numBlocks && config.attnResolutions.includes(res);
         this.dec.set(`${res}x${res}_block${idx}`, block(cin, cout, { resample: "keep", attention: attn }));
       }
       if (level === 0) {
         this.dec.set(`${res}x${res}_aux_norm`, groupNorm(cout));
-        this.dec.set(`${res}x${res}_aux_conv`, conv(cout, cfg.outChannels, 3, "zero", rng));
+        this.dec.set(`${res}x${res}_aux_conv`, conv(cout, config.outChannels, 3, "zero", rng));
       }
     }
   }
@@ -198,11 +198,11 @@ export class SongUNet extends Module {
   /** The conditioning vector of every block: noise embedding + label (+ augmentation) mapping, through two layers. */
   embedding(noiseLabels: tf.Tensor1D, classLabels?: tf.Tensor2D, augmentLabels?: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy(() => {
-      let emb: tf.Tensor2D = positionalEmbedding(noiseLabels, this.cfg.modelChannels);
+      let emb: tf.Tensor2D = positionalEmbedding(noiseLabels, this.config.modelChannels);
       if (this.map_label) {
-        if (!classLabels) throw new Error(`SongUNet: class labels [N, ${this.cfg.labelDim}] are required by a conditional network`);
+        if (!classLabels) throw new Error(`SongUNet: class labels [N, ${this.config.labelDim}] are required by a conditional network`);
         // emb += map_label(onehot * sqrt(label_dim))
-        emb = tf.add(emb, this.map_label.forward(tf.mul(classLabels, Math.sqrt(this.cfg.labelDim))));
+        emb = tf.add(emb, this.map_label.forward(tf.mul(classLabels, Math.sqrt(this.config.labelDim))));
       }
       if (this.map_augment && augmentLabels) emb = tf.add(emb, this.map_augment.forward(augmentLabels));
       emb = silu(this.map_layer0.forward(emb)) as tf.Tensor2D;
