@@ -1,4 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
+import { ADAM_KERNELS } from "./adam_update";
+import { batchMatMulKernel, conv2dFilterKernel, conv2dKernel } from "./gemm";
+import { GROUP_NORM_KERNELS } from "./group_norm";
+import { columnReduce } from "./reduce";
 
 // Training kernels for the wasm engine. tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter,
 // DepthwiseConv2dNativeBackpropFilter/-Input or UnsortedSegmentSum (the gradient of tf.gather), and its
@@ -135,12 +139,23 @@ function unsortedSegmentSum({ inputs, attrs }: Parameters<tf.KernelFunc>[0]): tf
 }
 
 const kernels: Array<[string, tf.KernelFunc]> = [
-  ["Conv2DBackpropFilter", conv2dBackpropFilter],
+  ["Conv2DBackpropFilter", conv2dFilterKernel(conv2dBackpropFilter)],
   ["Conv2DBackpropInput", conv2dBackpropInput],
   ["DepthwiseConv2dNativeBackpropFilter", depthwiseBackpropFilter],
   ["DepthwiseConv2dNativeBackpropInput", depthwiseBackpropInput],
   ["UnsortedSegmentSum", unsortedSegmentSum],
+  ...GROUP_NORM_KERNELS,
+  ...ADAM_KERNELS,
 ];
+
+/** Kernels of tfjs-wasm replaced by ours for the cases ours handle faster; the rest go to the original. */
+const overrides: Array<[string, (original: tf.KernelFunc) => tf.KernelFunc]> = [
+  ["Conv2D", conv2dKernel],
+  ["BatchMatMul", batchMatMulKernel],
+  ["Sum", (original) => columnReduce("Sum", original)],
+  ["Mean", (original) => columnReduce("Mean", original)],
+];
+const wrappers = new Set<tf.KernelFunc>();
 
 /** Registers the training kernels for the 'wasm' backend; a second call does nothing. */
 export function registerWasmTrainingKernels(): void {
@@ -149,5 +164,15 @@ export function registerWasmTrainingKernels(): void {
     if (existing?.kernelFunc === kernelFunc) continue;
     if (existing) tf.unregisterKernel(kernelName, "wasm");
     tf.registerKernel({ kernelName, backendName: "wasm", kernelFunc });
+  }
+  for (const [kernelName, wrap] of overrides) {
+    const existing = tf.getKernel(kernelName, "wasm");
+    if (!existing) throw new Error(`lib/backend/wasm_kernels.ts: tfjs-wasm has no ${kernelName} kernel to extend`);
+    if (wrappers.has(existing.kernelFunc)) continue;
+    const kernelFunc = wrap(existing.kernelFunc);
+    wrappers.add(kernelFunc);
+    tf.unregisterKernel(kernelName, "wasm");
+    // the original's setupFunc binds its C++ entry point when the backend starts
+    tf.registerKernel({ ...existing, kernelFunc });
   }
 }

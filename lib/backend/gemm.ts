@@ -1,0 +1,372 @@
+import * as tf from "@tensorflow/tfjs";
+import { runShared, sharedLoop } from "./simd_threads";
+import { f32, makeOutput, memoryOf, offsetOf, Scratch, simdInstance } from "./wasm_simd";
+
+// Matrix products for the wasm engine in our own WebAssembly SIMD (assembled from the WAT below, see
+// lib/backend/wat.ts): C = A B with B packed into panels of 8 columns, computed in 4 x 8 tiles held in
+// eight f32x4 registers; each step broadcasts one A value per row and multiplies it into one B row.
+// Three ways of reading A share that inner step:
+//   gemm_rows  a strided matrix (row step sI, column step sK, in bytes): plain, transposed and batched matMul;
+//   conv_rows  a convolution's input patches through an indirection table (one pointer per output pixel and
+//              filter tap, or a zero row for padding), so the patch matrix is never written out;
+//   dw_rows    the filter gradient dW[(tap, ci), co] = sum_p x_tap[p, ci] dy[p, co], one pointer per pixel.
+// Each works on a range of 4-row groups [g0, g1), which is how the work is split between threads.
+
+const ROWS = [0, 1, 2, 3];
+const ACC = ROWS.flatMap((r) => [`$c${r}0`, `$c${r}1`]);
+const MICRO_LOCALS = `(local $b0 v128) (local $b1 v128) (local $s v128) ${ACC.map((a) => `(local ${a} v128)`).join(" ")}`;
+const ZERO_ACC = ACC.map((a) => `v128.const i32x4 0 0 0 0 local.set ${a}`).join(" ");
+/** The 4 x 8 tile, row-major, into the 128-byte buffer $tile. */
+const TO_TILE = ACC.map((a, i) => `local.get $tile local.get ${a} v128.store offset=${i * 16}`).join(" ");
+
+/** One step k: c[r] += a[r, k] * B[k, 0..7], with `splat(r)` pushing a[r, k] broadcast; $bp moves to the next B row. */
+function step(splat: (r: number) => string): string {
+  return `
+      local.get $bp v128.load local.set $b0 local.get $bp v128.load offset=16 local.set $b1
+      ${ROWS.map((r) => `${splat(r)} local.set $s
+      local.get $c${r}0 local.get $s local.get $b0 f32x4.mul f32x4.add local.set $c${r}0
+      local.get $c${r}1 local.get $s local.get $b1 f32x4.mul f32x4.add local.set $c${r}1`).join("\n      ")}
+      local.get $bp i32.const 32 i32.add local.set $bp`;
+}
+
+/** min(a, b) of two i32 expressions. */
+const min = (a: string, b: string) => `${a} ${b} ${a} ${b} i32.lt_s select`;
+
+/** Stores the tile into C at $cp (row step $ldc bytes): `rows` x `cols` of it, added to C's values when $acc. */
+const EMIT = `
+  (func $emit (param $tile i32) (param $cp i32) (param $ldc i32) (param $rows i32) (param $cols i32) (param $acc i32)
+      (local $r i32) (local $j i32) (local $d i32) (local $v v128) (local $f f32)
+    local.get $rows i32.const 4 i32.eq local.get $cols i32.const 8 i32.eq i32.and
+    if
+      ${ROWS.map((r) => [0, 16].map((h) => `
+      local.get $cp i32.const ${r} local.get $ldc i32.mul i32.add local.set $d
+      local.get $tile v128.load offset=${r * 32 + h} local.set $v
+      local.get $acc if local.get $v local.get $d v128.load offset=${h} f32x4.add local.set $v end
+      local.get $d local.get $v v128.store offset=${h}`).join("")).join("")}
+    else
+      block $rd loop $rl
+        local.get $r local.get $rows i32.ge_u br_if $rd
+        i32.const 0 local.set $j
+        block $jd loop $jl
+          local.get $j local.get $cols i32.ge_u br_if $jd
+          local.get $cp local.get $r local.get $ldc i32.mul i32.add local.get $j i32.const 2 i32.shl i32.add local.set $d
+          local.get $tile local.get $r i32.const 5 i32.shl i32.add local.get $j i32.const 2 i32.shl i32.add f32.load local.set $f
+          local.get $acc if local.get $f local.get $d f32.load f32.add local.set $f end
+          local.get $d local.get $f f32.store
+          local.get $j i32.const 1 i32.add local.set $j br $jl
+        end end
+        local.get $r i32.const 1 i32.add local.set $r br $rl
+      end end
+    end)`;
+
+/** pack_b(src, sK, sJ, K, n, dst): B[k, j] = src[k sK + j sJ] (bytes) into panels dst[(j/8) K + k][j%8], zero past n. */
+const PACK_B = `
+  (func $pack_b (param $src i32) (param $sK i32) (param $sJ i32) (param $K i32) (param $n i32) (param $dst i32)
+      (local $jp i32) (local $k i32) (local $j i32) (local $row i32) (local $f f32)
+    block $pd loop $pl
+      local.get $jp local.get $n i32.ge_u br_if $pd
+      i32.const 0 local.set $k
+      local.get $src local.get $jp local.get $sJ i32.mul i32.add local.set $row
+      block $kd loop $kl
+        local.get $k local.get $K i32.ge_u br_if $kd
+        local.get $sJ i32.const 4 i32.eq local.get $jp i32.const 8 i32.add local.get $n i32.le_u i32.and
+        if
+          local.get $dst local.get $row v128.load v128.store
+          local.get $dst local.get $row v128.load offset=16 v128.store offset=16
+        else
+          i32.const 0 local.set $j
+          block $jd loop $jl
+            local.get $j i32.const 8 i32.ge_u br_if $jd
+            f32.const 0 local.set $f
+            local.get $jp local.get $j i32.add local.get $n i32.lt_u
+            if local.get $row local.get $j local.get $sJ i32.mul i32.add f32.load local.set $f end
+            local.get $dst local.get $j i32.const 2 i32.shl i32.add local.get $f f32.store
+            local.get $j i32.const 1 i32.add local.set $j br $jl
+          end end
+        end
+        local.get $dst i32.const 32 i32.add local.set $dst
+        local.get $row local.get $sK i32.add local.set $row
+        local.get $k i32.const 1 i32.add local.set $k br $kl
+      end end
+      local.get $jp i32.const 8 i32.add local.set $jp br $pl
+    end end)`;
+
+/**
+ * Loops over the row groups of [g0, g1) and the panels ($jp: first column of the panel, whose K rows of 8 floats
+ * take 32K bytes); `perGroup` and `perPanel` set up A and $bp, `inner` runs the k steps.
+ */
+function tiles(name: string, params: string, locals: string, perGroup: string, perPanel: string, inner: string, emitArgs: string): string {
+  return `
+  (func $${name} ${params} (param $n i32) (param $c i32) (param $ldc i32) (param $g0 i32) (param $g1 i32) (param $tile i32)
+      (local $g i32) (local $rows i32) (local $jp i32) (local $bp i32) (local $k i32) ${locals} ${MICRO_LOCALS}
+    local.get $g0 local.set $g
+    block $gd loop $gl
+      local.get $g local.get $g1 i32.ge_u br_if $gd
+      ${perGroup}
+      i32.const 0 local.set $jp
+      block $jd loop $jl
+        local.get $jp local.get $n i32.ge_u br_if $jd
+        ${perPanel}
+        ${ZERO_ACC}
+        ${inner}
+        ${TO_TILE}
+        local.get $tile
+        local.get $c local.get $g i32.const 2 i32.shl local.get $ldc i32.mul i32.add local.get $jp i32.const 2 i32.shl i32.add
+        local.get $ldc ${emitArgs}
+        call $emit
+        local.get $jp i32.const 8 i32.add local.set $jp br $jl
+      end end
+      local.get $g i32.const 1 i32.add local.set $g br $gl
+    end end)`;
+}
+
+const cols = min("local.get $n local.get $jp i32.sub", "i32.const 8");
+
+/** gemm_rows(a, sI, sK, bp, K, m, k0, kc, acc, n, c, ldc, g0, g1, tile): C[m, n] (+)= A[:, k0:k0+kc] B[k0:k0+kc, :]. */
+const GEMM_ROWS = tiles(
+  "gemm_rows",
+  "(param $a i32) (param $sI i32) (param $sK i32) (param $bp0 i32) (param $K i32) (param $m i32) (param $k0 i32) (param $kc i32) (param $acc i32)",
+  "(local $r0 i32) (local $o1 i32) (local $o2 i32) (local $o3 i32) (local $a0 i32) (local $a1 i32) (local $a2 i32) (local $a3 i32)",
+  // rows past m read the last row again; their results are not stored
+  `${min("local.get $m local.get $g i32.const 2 i32.shl i32.sub", "i32.const 4")} local.set $rows
+      local.get $a local.get $g i32.const 2 i32.shl local.get $sI i32.mul i32.add local.get $k0 local.get $sK i32.mul i32.add local.set $r0
+      ${[1, 2, 3].map((r) => `${min(`i32.const ${r}`, "local.get $rows i32.const 1 i32.sub")} local.get $sI i32.mul local.set $o${r}`).join(" ")}`,
+  `local.get $r0 local.set $a0 ${[1, 2, 3].map((r) => `local.get $r0 local.get $o${r} i32.add local.set $a${r}`).join(" ")}
+        local.get $bp0 local.get $jp local.get $K i32.mul i32.const 2 i32.shl i32.add local.get $k0 i32.const 5 i32.shl i32.add local.set $bp`,
+  `i32.const 0 local.set $k
+        block $kd loop $kl
+          local.get $k local.get $kc i32.ge_u br_if $kd
+          ${step((r) => `local.get $a${r} v128.load32_splat`)}
+          ${ROWS.map((r) => `local.get $a${r} local.get $sK i32.add local.set $a${r}`).join(" ")}
+          local.get $k i32.const 1 i32.add local.set $k br $kl
+        end end`,
+  `local.get $rows ${cols} local.get $acc`,
+);
+
+/**
+ * conv_rows(ind, T, cb, bp, p, n, c, ldc, g0, g1, tile): out[p, n] = sum over taps t and input channels of
+ * in[ind[g][t][r]][ci] W[(t, ci), :]; ind holds, for each group of 4 output pixels, T x 4 byte addresses of
+ * input pixels (C = cb/4 floats each); B is the filter [T C, n] in panels.
+ */
+const CONV_ROWS = tiles(
+  "conv_rows",
+  "(param $ind i32) (param $T i32) (param $cb i32) (param $bp0 i32) (param $p i32)",
+  "(local $ip i32) (local $t i32) (local $cc i32) (local $a0 i32) (local $a1 i32) (local $a2 i32) (local $a3 i32)",
+  `${min("local.get $p local.get $g i32.const 2 i32.shl i32.sub", "i32.const 4")} local.set $rows`,
+  `local.get $bp0 local.get $jp local.get $T i32.mul local.get $cb i32.mul i32.add local.set $bp
+        local.get $ind local.get $g local.get $T i32.mul i32.const 4 i32.shl i32.add local.set $ip`,
+  `i32.const 0 local.set $t
+        block $td loop $tl
+          local.get $t local.get $T i32.ge_u br_if $td
+          ${ROWS.map((r) => `local.get $ip i32.load offset=${4 * r} local.set $a${r}`).join(" ")}
+          local.get $ip i32.const 16 i32.add local.set $ip
+          i32.const 0 local.set $cc
+          block $cd loop $cl
+            local.get $cc local.get $cb i32.ge_u br_if $cd
+            ${step((r) => `local.get $a${r} local.get $cc i32.add v128.load32_splat`)}
+            local.get $cc i32.const 4 i32.add local.set $cc br $cl
+          end end
+          local.get $t i32.const 1 i32.add local.set $t br $tl
+        end end`,
+  `local.get $rows ${cols} i32.const 0`,
+);
+
+/**
+ * dw_rows(ind, K, cinb, bp, k0, kc, acc, n, c, ldc, g0, g1, tile): dW[(t, ci), :] (+)= sum over pixels
+ * k0 <= k < k0 + kc of x[ind[t K + k] + ci] dy[k, :] (K pixels), rows in groups of 4 channels of one tap (cinb =
+ * 4 Cin bytes, Cin a multiple of 4); B is dy [K, n] in panels.
+ */
+const DW_ROWS = tiles(
+  "dw_rows",
+  "(param $ind i32) (param $K i32) (param $cinb i32) (param $bp0 i32) (param $k0 i32) (param $kc i32) (param $acc i32)",
+  "(local $ipt i32) (local $ip i32) (local $off i32) (local $q i32)",
+  `i32.const 4 local.set $rows
+      ;; row 4g is (tap t, channel ci): byte 16g = t cinb + 4 ci
+      local.get $g i32.const 4 i32.shl local.get $cinb i32.rem_u local.set $off
+      local.get $ind local.get $g i32.const 4 i32.shl local.get $cinb i32.div_u local.get $K i32.mul local.get $k0 i32.add i32.const 2 i32.shl i32.add local.set $ipt`,
+  `local.get $bp0 local.get $jp local.get $K i32.mul i32.const 2 i32.shl i32.add local.get $k0 i32.const 5 i32.shl i32.add local.set $bp
+        local.get $ipt local.set $ip`,
+  `i32.const 0 local.set $k
+        block $kd loop $kl
+          local.get $k local.get $kc i32.ge_u br_if $kd
+          local.get $ip i32.load local.get $off i32.add local.set $q
+          local.get $ip i32.const 4 i32.add local.set $ip
+          ${step((r) => `local.get $q v128.load32_splat offset=${4 * r}`)}
+          local.get $k i32.const 1 i32.add local.set $k br $kl
+        end end`,
+  `local.get $rows ${cols} local.get $acc`,
+);
+
+/**
+ * `name`_blocks(fixed..., kc, n, c, ldc, g0, g1, tile): `name` over K in blocks of kc (the first block stores,
+ * the others add), so that one call does a thread's whole share. `fixed` are the parameters before k0, kc, acc;
+ * one of them is $K.
+ */
+function kBlocks(name: string, fixed: string[]): string {
+  const names = fixed.map((p) => p.split(" ")[0]);
+  return `
+  (func $${name}_blocks ${fixed.map((p) => `(param ${p})`).join(" ")} (param $kc i32) (param $n i32) (param $c i32) (param $ldc i32) (param $g0 i32) (param $g1 i32) (param $tile i32)
+      (local $k0 i32)
+    block $d loop $l
+      local.get $k0 local.get $K i32.ge_u br_if $d
+      ${names.map((n) => `local.get ${n}`).join(" ")}
+      local.get $k0 ${min("local.get $kc", "local.get $K local.get $k0 i32.sub")} local.get $k0 i32.const 0 i32.gt_u
+      local.get $n local.get $c local.get $ldc local.get $g0 local.get $g1 local.get $tile
+      call $${name}
+      local.get $k0 local.get $kc i32.add local.set $k0 br $l
+    end end)`;
+}
+
+const GEMM_FIXED = ["$a i32", "$sI i32", "$sK i32", "$bp0 i32", "$K i32", "$m i32"];
+const DW_FIXED = ["$ind i32", "$K i32", "$cinb i32", "$bp0 i32"];
+
+const TAIL = ["$kc i32", "$n i32", "$c i32", "$ldc i32", "$g0 i32", "$g1 i32", "$tile i32"];
+const CONV_PARAMS = ["$ind i32", "$T i32", "$cb i32", "$bp0 i32", "$p i32", "$n i32", "$c i32", "$ldc i32", "$g0 i32", "$g1 i32", "$tile i32"];
+
+export const GEMM_WAT = [
+  EMIT, PACK_B, GEMM_ROWS, CONV_ROWS, DW_ROWS, kBlocks("gemm_rows", GEMM_FIXED), kBlocks("dw_rows", DW_FIXED),
+  sharedLoop("conv_rows", CONV_PARAMS), sharedLoop("gemm_rows_blocks", [...GEMM_FIXED, ...TAIL]), sharedLoop("dw_rows_blocks", [...DW_FIXED, ...TAIL]),
+].join("\n");
+
+/** Columns of B rounded up to whole panels. */
+const panelCols = (n: number) => Math.ceil(n / 8) * 8;
+/** K block of the strided and filter-gradient products: its slice of B panels and of A stay in cache. */
+const KC = 256;
+/** Below this many multiply-adds a product runs on one thread: waking a worker costs tens of microseconds. */
+const PARALLEL_MIN = 1 << 18;
+
+function gemmInstance(backend: object) {
+  return simdInstance(backend, "gemm", GEMM_WAT);
+}
+
+/**
+ * fn_shared over the row groups [0, groups) (see sharedLoop), on all threads when the product has `work`
+ * multiply-adds; `args` are fn's arguments without the group range and tile buffer.
+ */
+function overGroups(backend: object, fn: string, groups: number, work: number, args: number[]): void {
+  runShared(backend, gemmInstance(backend), `${fn}_shared`, args, groups, work >= PARALLEL_MIN);
+}
+
+/**
+ * C[m, n] = A[m, k] B[k, n] for matrices in the engine's memory, addressed in bytes: A[i, k] at a + i aI + k aK,
+ * B[k, j] at b + k bK + j bJ, C row-major with rows ldc bytes apart.
+ */
+export function gemm(backend: object, m: number, n: number, k: number, a: number, aI: number, aK: number, b: number, bK: number, bJ: number, c: number, ldc: number): void {
+  if (k === 0) {
+    for (let i = 0; i < m; i++) new Float32Array(memoryOf(backend).buffer, c + i * ldc, n).fill(0);
+    return;
+  }
+  const bp = new Scratch(backend, panelCols(n) * k, false);
+  gemmInstance(backend).exports.pack_b(b, bK, bJ, k, n, bp.ptr);
+  overGroups(backend, "gemm_rows_blocks", Math.ceil(m / 4), m * n * k, [a, aI, aK, bp.ptr, k, m, KC, n, c, ldc]);
+  bp.free();
+}
+
+/** Byte addresses of the input pixel seen by output pixel p through tap t (or of `zero` in the padding). */
+function pixelTable(info: tf.backend_util.Conv2DInfo, x: number, zero: number, index: (p: number, t: number) => number, table: Int32Array): void {
+  const { batchSize, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
+  const { dilationHeight: dh, dilationWidth: dw, filterHeight: kh, filterWidth: kw, padInfo } = info;
+  let p = 0;
+  for (let n = 0; n < batchSize; n++) {
+    for (let i = 0; i < oh; i++) {
+      for (let j = 0; j < ow; j++, p++) {
+        for (let a = 0; a < kh; a++) {
+          const ih = i * sh - padInfo.top + a * dh;
+          for (let b = 0; b < kw; b++) {
+            const iw = j * sw - padInfo.left + b * dw;
+            table[index(p, a * kw + b)] = ih >= 0 && ih < h && iw >= 0 && iw < w ? x + ((n * h + ih) * w + iw) * c * 4 : zero;
+          }
+        }
+      }
+    }
+  }
+}
+
+/** out = conv2d(x, filter) (NHWC, filter [kh, kw, cin, cout], no bias): an implicit GEMM over the pixel table. */
+export function conv2dForward(backend: object, x: tf.TensorInfo, filter: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
+  const { inChannels: c, outChannels: n, filterHeight: kh, filterWidth: kw } = info;
+  const taps = kh * kw, pixels = info.batchSize * info.outHeight * info.outWidth, groups = Math.ceil(pixels / 4);
+  const out = makeOutput(backend, info.outShape);
+  const bp = new Scratch(backend, panelCols(n) * taps * c, false), table = new Scratch(backend, groups * taps * 4, false);
+  const zero = new Scratch(backend, c);
+  gemmInstance(backend).exports.pack_b(offsetOf(backend, filter), n * 4, 4, taps * c, n, bp.ptr);
+  const t32 = table.i32();
+  // rows past the last pixel (in the last group) read the zero row
+  t32.fill(zero.ptr);
+  pixelTable(info, offsetOf(backend, x), zero.ptr, (p, t) => ((p >> 2) * taps + t) * 4 + (p & 3), t32);
+  const op = offsetOf(backend, out);
+  overGroups(backend, "conv_rows", groups, pixels * n * taps * c, [table.ptr, taps, c * 4, bp.ptr, pixels, n, op, n * 4]);
+  for (const s of [bp, table, zero]) s.free();
+  return out;
+}
+
+/**
+ * dW = the filter gradient of conv2d (no dilation), [kh, kw, cin, cout], for cin a multiple of 4:
+ * dW[(t, ci), co] = sum_p x[pixel p sees through tap t, ci] dy[p, co].
+ */
+export function conv2dFilterGradient(backend: object, x: tf.TensorInfo, dy: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
+  const { inChannels: c, outChannels: n, filterHeight: kh, filterWidth: kw } = info;
+  const taps = kh * kw, pixels = info.batchSize * info.outHeight * info.outWidth;
+  const out = makeOutput(backend, info.filterShape);
+  if (pixels === 0) {
+    f32(backend, out).fill(0);
+    return out;
+  }
+  const bp = new Scratch(backend, panelCols(n) * pixels, false), table = new Scratch(backend, taps * pixels, false);
+  const zero = new Scratch(backend, c);
+  gemmInstance(backend).exports.pack_b(offsetOf(backend, dy), n * 4, 4, pixels, n, bp.ptr);
+  pixelTable(info, offsetOf(backend, x), zero.ptr, (p, t) => t * pixels + p, table.i32());
+  const op = offsetOf(backend, out);
+  overGroups(backend, "dw_rows_blocks", (taps * c) / 4, pixels * n * taps * c, [table.ptr, pixels, c * 4, bp.ptr, KC, n, op, n * 4]);
+  for (const s of [bp, table, zero]) s.free();
+  return out;
+}
+
+/** Conv2D on our implicit GEMM (NHWC); other data formats go to tfjs-wasm's kernel. */
+export function conv2dKernel(original: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { inputs, attrs, backend } = args;
+    const { x, filter } = inputs as { x: tf.TensorInfo; filter: tf.TensorInfo };
+    const { strides, pad, dataFormat, dilations, dimRoundingMode } = attrs as unknown as tf.Conv2DAttrs;
+    if (dataFormat === "NCHW" || x.dtype !== "float32") return original(args);
+    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], strides, dilations, pad, dimRoundingMode);
+    return conv2dForward(backend, x, filter, info);
+  };
+}
+
+/** Conv2DBackpropFilter for a multiple of 4 input channels; `fallback` for the rest. */
+export function conv2dFilterKernel(fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { inputs, attrs, backend } = args;
+    const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+    const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as tf.Conv2DBackpropFilterAttrs;
+    if ((dataFormat !== undefined && dataFormat !== "NHWC") || x.shape[3] % 4 !== 0) return fallback(args);
+    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filterShape, strides, 1, pad, dimRoundingMode);
+    return conv2dFilterGradient(backend, x, dy, info);
+  };
+}
+
+/** BatchMatMul (any transposes; batch dims equal, or one side's batch of 1 shared) on our GEMM. */
+export function batchMatMulKernel(original: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { inputs, attrs, backend } = args;
+    const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    const { transposeA, transposeB } = attrs as unknown as tf.BatchMatMulAttrs;
+    const ra = a.shape.length, rb = b.shape.length;
+    const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2)), batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
+    const batch = Math.max(batchA, batchB);
+    if (a.dtype !== "float32" || b.dtype !== "float32" || (batchA !== batch && batchA !== 1) || (batchB !== batch && batchB !== 1)) return original(args);
+    const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2], k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+    const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+    if ((transposeB ? b.shape[rb - 1] : b.shape[rb - 2]) !== k) return original(args); // tfjs-wasm names the mismatch
+    const outer = tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+    const out = makeOutput(backend, [...outer, m, n]);
+    const ap = offsetOf(backend, a), bp = offsetOf(backend, b), op = offsetOf(backend, out);
+    for (let i = 0; i < batch; i++) {
+      // A[r, c] at a + r aI + c aK: rows k floats apart, or (transposed) m floats apart between columns
+      const aOff = ap + (batchA === 1 ? 0 : i * m * k * 4), bOff = bp + (batchB === 1 ? 0 : i * k * n * 4);
+      gemm(backend, m, n, k, aOff, transposeA ? 4 : k * 4, transposeA ? m * 4 : 4, bOff, transposeB ? 4 : n * 4, transposeB ? k * 4 : 4, op + i * m * n * 4, n * 4);
+    }
+    return out;
+  };
+}

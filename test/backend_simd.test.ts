@@ -1,0 +1,131 @@
+import { before, test } from "node:test";
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { adamUpdate, sumOfSquares } from "../lib/backend/adam_update";
+import { initEngine } from "../lib/backend/engine";
+import { groupNorm } from "../lib/backend/group_norm";
+import { assembleWat } from "../lib/backend/wat";
+import { Rng } from "../lib/core/random";
+import { compareWithCpu, HostArray, randn as randnHost } from "./support";
+
+// Our WebAssembly SIMD kernels on the wasm engine (lib/backend/{wat,wasm_simd,group_norm,reduce,adam_update,gemm}.ts)
+// against tfjs's reference cpu backend running the public-op composites: outputs, gradients, and gradients of
+// gradients (R1 needs them), on small and odd shapes.
+
+const rng = new Rng(20260301);
+const randn = (shape: number[], std = 1, mean = 0): HostArray => randnHost(rng, shape, std, mean);
+
+before(async () => {
+  await initEngine({ backend: "wasm", quiet: true });
+});
+
+test("the WAT assembler: labels, locals, SIMD, atomics, on shared and plain memory", () => {
+  const wat = `
+    (func $scale_sum (param $p i32) (param $n i32) (param $s f32) (result f32) (local $i i32) (local $acc v128)
+      block $done loop $next
+        local.get $i local.get $n i32.ge_u br_if $done
+        local.get $p local.get $i i32.add
+        local.get $p local.get $i i32.add v128.load local.get $s f32x4.splat f32x4.mul
+        v128.store
+        local.get $acc local.get $p local.get $i i32.add v128.load f32x4.add local.set $acc
+        local.get $i i32.const 16 i32.add local.set $i
+        br $next
+      end end
+      local.get $acc f32x4.extract_lane 0 local.get $acc f32x4.extract_lane 3 f32.add)
+    (func $bump (param $p i32) (result i32)
+      local.get $p i32.const 5 i32.atomic.rmw.add offset=4)`;
+  for (const shared of [false, true]) {
+    const memory = new WebAssembly.Memory(shared ? { initial: 1, maximum: 65536, shared: true } : { initial: 1 });
+    const k = new WebAssembly.Instance(new WebAssembly.Module(assembleWat(wat, shared)), { env: { memory } }).exports as Record<string, (...a: number[]) => number>;
+    const f = new Float32Array(memory.buffer, 64, 8);
+    f.set([1, 2, 3, 4, 5, 6, 7, 8]);
+    // lanes 0 and 3 summed over both vectors: (1 + 5 + 4 + 8) * 2
+    assert.equal(k.scale_sum(64, 32, 2), 36);
+    assert.deepEqual(Array.from(f), [2, 4, 6, 8, 10, 12, 14, 16]);
+    assert.equal(k.bump(128), 0);
+    assert.equal(k.bump(128), 5);
+  }
+  assert.throws(() => assembleWat("(func $f f32x4.nonsense)", false), /unknown instruction f32x4.nonsense/);
+  assert.throws(() => assembleWat("(func $f br $nowhere)", false), /no enclosing label \$nowhere/);
+});
+
+test("fused GroupNorm (+ SiLU) on wasm matches the composite on cpu: output, gradients, second order", async () => {
+  const cases = [
+    { shape: [2, 5, 3, 8], groups: 2, silu: true },
+    { shape: [3, 4, 4, 16], groups: 4, silu: false },
+    { shape: [2, 7, 5, 12], groups: 3, silu: true },
+    { shape: [1, 2, 2, 4], groups: 1, silu: true },
+    // 6 channels are not a multiple of 4: the composite runs on wasm too
+    { shape: [2, 3, 3, 6], groups: 3, silu: true },
+  ];
+  for (const c of cases) {
+    const ch = c.shape[3];
+    // a mean far from zero checks the two-pass variance
+    const x = randn(c.shape, 2, 3), gamma = randn([ch], 0.3, 1), beta = randn([ch], 0.5), r = randn(c.shape);
+    const o = { groups: c.groups, eps: 1e-5, silu: c.silu };
+    const gn = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => groupNorm(a as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, o);
+    await compareWithCpu(`groupNorm ${JSON.stringify(c)}`, [x, gamma, beta, r], (a, g, b, rr) => [
+      gn(a, g, b),
+      ...tf.grads((p: tf.Tensor, q: tf.Tensor, s: tf.Tensor) => tf.sum(tf.mul(gn(p, q, s), rr)))([a, g, b]),
+      // d/d(x, gamma) of |dL/dx|^2, as R1 takes it
+      ...tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.square(tf.grad((s: tf.Tensor) => tf.sum(tf.mul(gn(s, q, b), rr)))(p))))([a, g]),
+    ]);
+  }
+});
+
+test("sums and means over leading or middle axes on wasm match cpu", async () => {
+  const cases: Array<[number[], number[]]> = [[[4, 5, 6, 8], [0, 1, 2]], [[4, 5, 6, 8], [1, 2]], [[4, 5, 6, 8], [0]], [[3, 5, 6], [0, 1]], [[3, 5, 7], [0, 1]], [[4, 5, 6, 8], [1, 2, 3]], [[4, 5, 6, 8], [0, 2]]];
+  for (const [shape, axes] of cases) {
+    for (const keepDims of [false, true]) {
+      await compareWithCpu(`sum/mean ${shape} over ${axes}`, [randn(shape)], (x) => [tf.sum(x, axes, keepDims), tf.mean(x, axes, keepDims)], 1e-5);
+    }
+  }
+});
+
+test("the fused Adam update and gradient norm on wasm match the public-op formulas on cpu", async () => {
+  const config = { beta1: 0.9, beta2: 0.999, eps: 1e-8, stepSize: 1e-3 / (1 - 0.9 ** 3), biasCorrection2: Math.sqrt(1 - 0.999 ** 3), gradScale: 0.7 };
+  // sizes with and without a tail past the last whole vector
+  for (const n of [1, 7, 16, 37]) {
+    const p = randn([n]), m = randn([n], 0.1), v = { shape: [n], data: randn([n]).data.map((a) => a * a) }, g = randn([n]);
+    await compareWithCpu(`adam n=${n}`, [p, m, v, g], (a, b, c, d) => adamUpdate(a, b, c, d, config), 1e-6);
+  }
+  const gs = [randn([5]), randn([3, 4]), randn([2, 2, 3])];
+  const norms: number[] = [];
+  for (const backend of ["cpu", "wasm"]) {
+    await tf.setBackend(backend);
+    const ts = gs.map((a) => tf.tensor(a.data, a.shape));
+    norms.push(sumOfSquares(ts));
+    tf.dispose(ts);
+  }
+  assert.ok(Math.abs(norms[0] - norms[1]) < 1e-5 * norms[0], `sum of squares ${norms}`);
+});
+
+test("matMul on wasm (our GEMM) matches cpu: transposes, batches, a shared batch of 1, odd sizes, long K", async () => {
+  const cases: Array<[number[], number[], boolean, boolean]> = [
+    [[5, 3], [3, 7], false, false],
+    [[13, 300], [300, 17], false, false],
+    [[300, 13], [300, 17], true, false],
+    [[13, 300], [17, 300], false, true],
+    [[300, 13], [17, 300], true, true],
+    [[3, 9, 6], [3, 6, 10], false, false],
+    [[3, 9, 6], [1, 10, 6], false, true],
+    [[2, 2, 5, 4], [2, 2, 4, 9], false, false],
+  ];
+  for (const [sa, sb, ta, tb] of cases) {
+    // tfjs's gradient of matMul does not reduce a broadcast batch: forward only there
+    const broadcast = sa.slice(0, -2).join() !== sb.slice(0, -2).join();
+    await compareWithCpu(`matMul ${sa} x ${sb} ${ta} ${tb}`, [randn(sa), randn(sb)], (a, b) => [
+      tf.matMul(a, b, ta, tb),
+      ...(broadcast ? [] : tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.square(tf.matMul(p, q, ta, tb))))([a, b])),
+    ], 1e-5);
+  }
+});
+
+test("convolutions large enough to run on both threads match cpu", async () => {
+  // 2 x 16 x 16 x 16 -> 16, 3x3: about 1.2M multiply-adds each, split between the main thread and a worker
+  const x = randn([2, 16, 16, 16]), w = randn([3, 3, 16, 16]), r = randn([2, 16, 16, 16]);
+  await compareWithCpu("conv2d 16 channels", [x, w, r], (a, b, rr) => [
+    tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, "same"),
+    ...tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(p as tf.Tensor4D, q as tf.Tensor4D, 1, "same"), rr)))([a, b]),
+  ]);
+});
