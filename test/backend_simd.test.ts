@@ -2,13 +2,15 @@ import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { adamUpdate, sumOfSquares } from "../lib/backend/adam_update";
+import { dropout } from "../lib/backend/dropout";
 import { initEngine } from "../lib/backend/engine";
 import { groupNorm } from "../lib/backend/group_norm";
 import { assembleWat } from "../lib/backend/wat";
 import { Rng } from "../lib/core/random";
-import { compareWithCpu, HostArray, randn as randnHost } from "./support";
+import { assertClose, compareWithCpu, HostArray, randn as randnHost } from "./support";
 
-// Our WebAssembly SIMD kernels on the wasm engine (lib/backend/{wat,wasm_simd,group_norm,reduce,adam_update,gemm}.ts)
+// Our WebAssembly SIMD kernels on the wasm engine (lib/backend/{wat,wasm_simd,group_norm,reduce,broadcast,dropout,
+// adam_update,gemm}.ts)
 // against tfjs's reference cpu backend running the public-op composites: outputs, gradients, and gradients of
 // gradients (R1 needs them), on small and odd shapes.
 
@@ -80,6 +82,49 @@ test("sums and means over leading or middle axes on wasm match cpu", async () =>
       await compareWithCpu(`sum/mean ${shape} over ${axes}`, [randn(shape)], (x) => [tf.sum(x, axes, keepDims), tf.mean(x, axes, keepDims)], 1e-5);
     }
   }
+});
+
+test("broadcasting add, sub, mul, div on wasm match cpu, either operand first, with gradients", async () => {
+  const cases: Array<[number[], number[]]> = [
+    [[2, 3, 5, 8], [8]],
+    [[2, 3, 5, 8], [2, 1, 1, 8]],
+    // one value per image, 3 x 5 x 3 = 45 entries: the last vector of each image is partial
+    [[2, 3, 5, 3], [2, 1, 1, 1]],
+    [[2, 3, 5, 8], [3, 1, 8]],
+    // not a block of axes, or a row length that is not a whole number of vectors: tfjs-wasm's own kernels
+    [[2, 3, 5, 8], [2, 1, 5, 1]],
+    [[2, 3, 5, 6], [6]],
+    [[2, 3, 5, 8], []],
+  ];
+  for (const [full, small] of cases) {
+    const x = randn(full), y = randn(small, 0.5, 2);
+    const ops = (a: tf.Tensor, b: tf.Tensor) => [tf.add(a, b), tf.sub(a, b), tf.sub(b, a), tf.mul(a, b), tf.div(a, b), tf.div(b, a)];
+    await compareWithCpu(`broadcast ${full} with ${small}`, [x, y], (a, b) => [
+      ...ops(a, b),
+      ...tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.addN(ops(p, q).map((t) => tf.sum(tf.square(t)))))([a, b]),
+    ], 1e-5);
+  }
+});
+
+test("dropout on wasm: a mask per (seed, index), scaled by 1/keep; its gradient is the same mask, to any order", async () => {
+  await tf.setBackend("wasm");
+  const rate = 0.3;
+  // 37 entries end in a partial vector: the mask must not depend on how an entry is reached
+  const a = dropout(tf.ones([40]), rate, 12345).dataSync(), b = dropout(tf.ones([37]), rate, 12345).dataSync();
+  assert.deepEqual(Array.from(b), Array.from(a.slice(0, 37)));
+  const big = dropout(tf.ones([4, 50, 50]), rate, 7).dataSync();
+  const kept = big.filter((v) => v !== 0);
+  assert.ok(kept.every((v) => Math.abs(v - 1 / (1 - rate)) < 1e-6), "kept entries are scaled by 1/keep");
+  assert.ok(Math.abs(kept.length / big.length - (1 - rate)) < 0.02, `kept fraction ${kept.length / big.length}`);
+  assert.notDeepEqual(Array.from(dropout(tf.ones([40]), rate, 54321).dataSync()), Array.from(a));
+  const x = tf.randomNormal([3, 5, 7]), r = tf.randomNormal([3, 5, 7]);
+  const mask = dropout(tf.onesLike(x), rate, 99);
+  const g = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(dropout(v, rate, 99), r)))(x);
+  const gg = tf.grad((v: tf.Tensor) => tf.sum(tf.square(tf.grad((u: tf.Tensor) => tf.sum(tf.square(dropout(u, rate, 99))))(v))))(x);
+  // d/dx sum(r * drop(x)) = r * m/keep; d/dx |d/dx sum(drop(x)^2)|^2 = d/dx |2 x (m/keep)^2|^2 = 8 x (m/keep)^4
+  assertClose(g.dataSync() as Float32Array, tf.mul(r, mask).dataSync() as Float32Array, "first order", 1e-6);
+  assertClose(gg.dataSync() as Float32Array, tf.mul(tf.mul(x, 8), tf.pow(mask, 4)).dataSync() as Float32Array, "second order", 1e-5);
+  tf.dispose([x, r, mask, g, gg]);
 });
 
 test("the fused Adam update and gradient norm on wasm match the public-op formulas on cpu", async () => {

@@ -1,5 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ADAM_KERNELS } from "./adam_update";
+import { BROADCAST_OPS, broadcastBinary } from "./broadcast";
+import { DROPOUT_KERNELS } from "./dropout";
 import { batchMatMulKernel, conv2dFilterKernel, conv2dKernel } from "./gemm";
 import { GROUP_NORM_KERNELS } from "./group_norm";
 import { columnReduce } from "./reduce";
@@ -146,6 +148,7 @@ const kernels: Array<[string, tf.KernelFunc]> = [
   ["UnsortedSegmentSum", unsortedSegmentSum],
   ...GROUP_NORM_KERNELS,
   ...ADAM_KERNELS,
+  ...DROPOUT_KERNELS,
 ];
 
 /** Kernels of tfjs-wasm replaced by ours for the cases ours handle faster; the rest go to the original. */
@@ -154,6 +157,7 @@ const overrides: Array<[string, (original: tf.KernelFunc) => tf.KernelFunc]> = [
   ["BatchMatMul", batchMatMulKernel],
   ["Sum", (original) => columnReduce("Sum", original)],
   ["Mean", (original) => columnReduce("Mean", original)],
+  ...BROADCAST_OPS.map((op): [string, (original: tf.KernelFunc) => tf.KernelFunc] => [op, (original) => broadcastBinary(op, original)]),
 ];
 const wrappers = new Set<tf.KernelFunc>();
 

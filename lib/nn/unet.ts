@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { dropout } from "../backend/dropout";
 import { Rng } from "../core/random";
 import { Conv2d, GroupNorm, Linear } from "./layers";
 import { Module, ModuleDict } from "./module";
@@ -105,7 +106,7 @@ export class UNetBlock extends Module {
       // h = silu(norm1(h + affine(emb)))  (adaptive_scale = False in DDPM++)
       const params = tf.reshape(this.affine.forward(emb), [emb.shape[0], 1, 1, this.outC]);
       h = this.norm1.forward(tf.add(h, params) as tf.Tensor4D);
-      if (dropoutSeed !== undefined && this.dropout > 0) h = tf.dropout(h, this.dropout, undefined, dropoutSeed) as tf.Tensor4D;
+      if (dropoutSeed !== undefined && this.dropout > 0) h = dropout(h, this.dropout, dropoutSeed);
       h = this.conv1.forward(h);
       const orig = this.skip ? this.skip.forward(resample(x, this.o.resample)) : x;
       // x = (h + skip(x)) / sqrt(2)
