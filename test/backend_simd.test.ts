@@ -5,12 +5,13 @@ import { adamUpdate, sumOfSquares } from "../lib/backend/adam_update";
 import { dropout } from "../lib/backend/dropout";
 import { initEngine } from "../lib/backend/engine";
 import { groupNorm } from "../lib/backend/group_norm";
+import { downsample2x, upsample2x } from "../lib/backend/resample";
 import { assembleWat } from "../lib/backend/wat";
 import { Rng } from "../lib/core/random";
 import { assertClose, compareWithCpu, HostArray, randn as randnHost } from "./support";
 
 // Our WebAssembly SIMD kernels on the wasm engine (lib/backend/{wat,wasm_simd,group_norm,reduce,broadcast,dropout,
-// adam_update,gemm}.ts)
+// resample,adam_update,gemm}.ts)
 // against tfjs's reference cpu backend running the public-op composites: outputs, gradients, and gradients of
 // gradients (R1 needs them), on small and odd shapes.
 
@@ -125,6 +126,20 @@ test("dropout on wasm: a mask per (seed, index), scaled by 1/keep; its gradient 
   assertClose(g.dataSync() as Float32Array, tf.mul(r, mask).dataSync() as Float32Array, "first order", 1e-6);
   assertClose(gg.dataSync() as Float32Array, tf.mul(tf.mul(x, 8), tf.pow(mask, 4)).dataSync() as Float32Array, "second order", 1e-5);
   tf.dispose([x, r, mask, g, gg]);
+});
+
+test("2x up- and downsampling on wasm match the composites on cpu, to second order", async () => {
+  for (const shape of [[2, 3, 5, 8], [1, 4, 2, 4], [2, 2, 2, 6]]) {
+    const [n, h, w, c] = shape;
+    const x = randn(shape), down = randn([n, 2 * h, 2 * w, c]), r = randn([n, 2 * h, 2 * w, c]), rd = randn(shape);
+    await compareWithCpu(`resample ${shape}`, [x, down, r, rd], (a, b, rr, rrd) => [
+      upsample2x(a as tf.Tensor4D),
+      downsample2x(b as tf.Tensor4D),
+      tf.grad((p: tf.Tensor) => tf.sum(tf.mul(upsample2x(p as tf.Tensor4D), rr)))(a),
+      tf.grad((p: tf.Tensor) => tf.sum(tf.mul(downsample2x(p as tf.Tensor4D), rrd)))(b),
+      tf.grad((p: tf.Tensor) => tf.sum(tf.square(tf.grad((q: tf.Tensor) => tf.sum(tf.square(downsample2x(upsample2x(q as tf.Tensor4D)))))(p))))(a),
+    ], 1e-5);
+  }
 });
 
 test("the fused Adam update and gradient norm on wasm match the public-op formulas on cpu", async () => {

@@ -59,12 +59,17 @@ const EMIT = `
       end end
     end)`;
 
-/** pack_b(src, sK, sJ, K, n, dst): B[k, j] = src[k sK + j sJ] (bytes) into panels dst[(j/8) K + k][j%8], zero past n. */
+/**
+ * pack_b(src, sK, sJ, K, n, dst, panel): B[k, j] = src[k sK + j sJ] (bytes) into panels of 8 columns, row k of
+ * panel p at dst + p panel + 32 k (zero past column n). A whole B has panel = 32 K; a block of rows of a larger
+ * B is packed with that B's panel size and dst at its first row.
+ */
 const PACK_B = `
-  (func $pack_b (param $src i32) (param $sK i32) (param $sJ i32) (param $K i32) (param $n i32) (param $dst i32)
-      (local $jp i32) (local $k i32) (local $j i32) (local $row i32) (local $f f32)
+  (func $pack_b (param $src i32) (param $sK i32) (param $sJ i32) (param $K i32) (param $n i32) (param $dst0 i32) (param $panel i32)
+      (local $jp i32) (local $k i32) (local $j i32) (local $row i32) (local $f f32) (local $dst i32)
     block $pd loop $pl
       local.get $jp local.get $n i32.ge_u br_if $pd
+      local.get $dst0 local.get $jp i32.const 3 i32.shr_u local.get $panel i32.mul i32.add local.set $dst
       i32.const 0 local.set $k
       local.get $src local.get $jp local.get $sJ i32.mul i32.add local.set $row
       block $kd loop $kl
@@ -143,14 +148,17 @@ const GEMM_ROWS = tiles(
   `local.get $rows ${cols} local.get $acc`,
 );
 
+/** The source address of a table entry in `local`: src + entry, or the zero row for a negative entry. */
+const fromTable = (local: string) => `local.get $zero local.get $src local.get ${local} i32.add local.get ${local} i32.const 0 i32.lt_s select local.set ${local}`;
+
 /**
- * conv_rows(ind, T, cb, bp, p, n, c, ldc, g0, g1, tile): out[p, n] = sum over taps t and input channels of
- * in[ind[g][t][r]][ci] W[(t, ci), :]; ind holds, for each group of 4 output pixels, T x 4 byte addresses of
- * input pixels (C = cb/4 floats each); B is the filter [T C, n] in panels.
+ * conv_rows(ind, src, zero, T, cb, bp, p, n, c, ldc, g0, g1, tile): out[p, n] = sum over taps t and source
+ * channels of src[ind[g][t][r]][ci] B[(t, ci), :]; ind holds, for each group of 4 rows (pixels), T x 4 byte
+ * offsets of source pixels (cb bytes each) from src, or -1 for the zero row; B is [T cb/4, n] in panels.
  */
 const CONV_ROWS = tiles(
   "conv_rows",
-  "(param $ind i32) (param $T i32) (param $cb i32) (param $bp0 i32) (param $p i32)",
+  "(param $ind i32) (param $src i32) (param $zero i32) (param $T i32) (param $cb i32) (param $bp0 i32) (param $p i32)",
   "(local $ip i32) (local $t i32) (local $cc i32) (local $a0 i32) (local $a1 i32) (local $a2 i32) (local $a3 i32)",
   `${min("local.get $p local.get $g i32.const 2 i32.shl i32.sub", "i32.const 4")} local.set $rows`,
   `local.get $bp0 local.get $jp local.get $T i32.mul local.get $cb i32.mul i32.add local.set $bp
@@ -158,7 +166,7 @@ const CONV_ROWS = tiles(
   `i32.const 0 local.set $t
         block $td loop $tl
           local.get $t local.get $T i32.ge_u br_if $td
-          ${ROWS.map((r) => `local.get $ip i32.load offset=${4 * r} local.set $a${r}`).join(" ")}
+          ${ROWS.map((r) => `local.get $ip i32.load offset=${4 * r} local.set $a${r} ${fromTable(`$a${r}`)}`).join("\n          ")}
           local.get $ip i32.const 16 i32.add local.set $ip
           i32.const 0 local.set $cc
           block $cd loop $cl
@@ -172,13 +180,13 @@ const CONV_ROWS = tiles(
 );
 
 /**
- * dw_rows(ind, K, cinb, bp, k0, kc, acc, n, c, ldc, g0, g1, tile): dW[(t, ci), :] (+)= sum over pixels
- * k0 <= k < k0 + kc of x[ind[t K + k] + ci] dy[k, :] (K pixels), rows in groups of 4 channels of one tap (cinb =
- * 4 Cin bytes, Cin a multiple of 4); B is dy [K, n] in panels.
+ * dw_rows(ind, src, zero, K, cinb, bp, k0, kc, acc, n, c, ldc, g0, g1, tile): dW[(t, ci), :] (+)= sum over
+ * pixels k0 <= k < k0 + kc of x[ind[t K + k] + ci] dy[k, :] (K pixels; ind as in conv_rows, offsets from src),
+ * rows in groups of 4 channels of one tap (cinb = 4 Cin bytes, Cin a multiple of 4); B is dy [K, n] in panels.
  */
 const DW_ROWS = tiles(
   "dw_rows",
-  "(param $ind i32) (param $K i32) (param $cinb i32) (param $bp0 i32) (param $k0 i32) (param $kc i32) (param $acc i32)",
+  "(param $ind i32) (param $src i32) (param $zero i32) (param $K i32) (param $cinb i32) (param $bp0 i32) (param $k0 i32) (param $kc i32) (param $acc i32)",
   "(local $ipt i32) (local $ip i32) (local $off i32) (local $q i32)",
   `i32.const 4 local.set $rows
       ;; row 4g is (tap t, channel ci): byte 16g = t cinb + 4 ci
@@ -189,7 +197,8 @@ const DW_ROWS = tiles(
   `i32.const 0 local.set $k
         block $kd loop $kl
           local.get $k local.get $kc i32.ge_u br_if $kd
-          local.get $ip i32.load local.get $off i32.add local.set $q
+          local.get $ip i32.load local.set $q ${fromTable("$q")}
+          local.get $q local.get $off i32.add local.set $q
           local.get $ip i32.const 4 i32.add local.set $ip
           ${step((r) => `local.get $q v128.load32_splat offset=${4 * r}`)}
           local.get $k i32.const 1 i32.add local.set $k br $kl
@@ -218,10 +227,10 @@ function kBlocks(name: string, fixed: string[]): string {
 }
 
 const GEMM_FIXED = ["$a i32", "$sI i32", "$sK i32", "$bp0 i32", "$K i32", "$m i32"];
-const DW_FIXED = ["$ind i32", "$K i32", "$cinb i32", "$bp0 i32"];
+const DW_FIXED = ["$ind i32", "$src i32", "$zero i32", "$K i32", "$cinb i32", "$bp0 i32"];
 
 const TAIL = ["$kc i32", "$n i32", "$c i32", "$ldc i32", "$g0 i32", "$g1 i32", "$tile i32"];
-const CONV_PARAMS = ["$ind i32", "$T i32", "$cb i32", "$bp0 i32", "$p i32", "$n i32", "$c i32", "$ldc i32", "$g0 i32", "$g1 i32", "$tile i32"];
+const CONV_PARAMS = ["$ind i32", "$src i32", "$zero i32", "$T i32", "$cb i32", "$bp0 i32", "$p i32", "$n i32", "$c i32", "$ldc i32", "$g0 i32", "$g1 i32", "$tile i32"];
 
 export const GEMM_WAT = [
   EMIT, PACK_B, GEMM_ROWS, CONV_ROWS, DW_ROWS, kBlocks("gemm_rows", GEMM_FIXED), kBlocks("dw_rows", DW_FIXED),
@@ -233,7 +242,7 @@ const panelCols = (n: number) => Math.ceil(n / 8) * 8;
 /** K block of the strided and filter-gradient products: its slice of B panels and of A stay in cache. */
 const KC = 256;
 /** Below this many multiply-adds a product runs on one thread: waking a worker costs tens of microseconds. */
-const PARALLEL_MIN = 1 << 18;
+const PARALLEL_MIN = 1 << 20;
 
 function gemmInstance(backend: object) {
   return simdInstance(backend, "gemm", GEMM_WAT);
@@ -257,24 +266,60 @@ export function gemm(backend: object, m: number, n: number, k: number, a: number
     return;
   }
   const bp = new Scratch(backend, panelCols(n) * k, false);
-  gemmInstance(backend).exports.pack_b(b, bK, bJ, k, n, bp.ptr);
+  gemmInstance(backend).exports.pack_b(b, bK, bJ, k, n, bp.ptr, 32 * k);
   overGroups(backend, "gemm_rows_blocks", Math.ceil(m / 4), m * n * k, [a, aI, aK, bp.ptr, k, m, KC, n, c, ldc]);
   bp.free();
 }
 
-/** Byte addresses of the input pixel seen by output pixel p through tap t (or of `zero` in the padding). */
-function pixelTable(info: tf.backend_util.Conv2DInfo, x: number, zero: number, index: (p: number, t: number) => number, table: Int32Array): void {
-  const { batchSize, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
-  const { dilationHeight: dh, dilationWidth: dw, filterHeight: kh, filterWidth: kw, padInfo } = info;
+/**
+ * Source coordinate along one axis for each (position i, tap a), or -1: forward, the input row i s - pad + a d
+ * that output row i reads; transposed, the output row o with o s - pad + a d = i whose gradient reaches input
+ * row i.
+ */
+function axisMap(mode: "forward" | "transposed", size: number, taps: number, stride: number, pad: number, dilation: number, sourceSize: number): Int32Array {
+  const map = new Int32Array(size * taps);
+  for (let i = 0; i < size; i++) {
+    for (let a = 0; a < taps; a++) {
+      let src: number;
+      if (mode === "forward") src = i * stride - pad + a * dilation;
+      else {
+        const num = i + pad - a * dilation;
+        src = num % stride === 0 ? num / stride : -1;
+      }
+      map[i * taps + a] = src >= 0 && src < sourceSize ? src : -1;
+    }
+  }
+  return map;
+}
+
+type Layout = "groups" | "taps";
+
+/**
+ * The pixel table of an implicit GEMM: for pixel p of the product's rows (output pixels forward, input pixels
+ * for the input gradient) and tap t, the byte offset from the source tensor's start (x forward, dy transposed)
+ * of the source pixel it reads, or -1 where that falls in the padding or between the strides. Layout "groups"
+ * (conv_rows): [p/4][t][p%4], rows past the last pixel -1; "taps" (dw_rows): [t][p].
+ */
+function buildTable(info: tf.backend_util.Conv2DInfo, mode: "forward" | "transposed", layout: Layout, table: Int32Array): void {
+  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels, filterHeight: kh, filterWidth: kw, padInfo } = info;
+  const forward = mode === "forward";
+  const [rows, cols, srcRows, srcCols, srcC] = forward ? [outHeight, outWidth, inHeight, inWidth, inChannels] : [inHeight, inWidth, outHeight, outWidth, outChannels];
+  const rowMap = axisMap(mode, rows, kh, info.strideHeight, padInfo.top, info.dilationHeight, srcRows);
+  const colMap = axisMap(mode, cols, kw, info.strideWidth, padInfo.left, info.dilationWidth, srcCols);
+  const taps = kh * kw, pixels = batchSize * rows * cols;
+  table.fill(-1);
   let p = 0;
   for (let n = 0; n < batchSize; n++) {
-    for (let i = 0; i < oh; i++) {
-      for (let j = 0; j < ow; j++, p++) {
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++, p++) {
+        const base = layout === "groups" ? (p >> 2) * taps * 4 + (p & 3) : p;
+        const step = layout === "groups" ? 4 : pixels;
         for (let a = 0; a < kh; a++) {
-          const ih = i * sh - padInfo.top + a * dh;
+          const r = rowMap[i * kh + a];
+          if (r < 0) continue;
           for (let b = 0; b < kw; b++) {
-            const iw = j * sw - padInfo.left + b * dw;
-            table[index(p, a * kw + b)] = ih >= 0 && ih < h && iw >= 0 && iw < w ? x + ((n * h + ih) * w + iw) * c * 4 : zero;
+            const c = colMap[j * kw + b];
+            if (c >= 0) table[base + (a * kw + b) * step] = ((n * srcRows + r) * srcCols + c) * srcC * 4;
           }
         }
       }
@@ -282,21 +327,70 @@ function pixelTable(info: tf.backend_util.Conv2DInfo, x: number, zero: number, i
   }
 }
 
+/** Built tables by geometry: a training step meets the same few convolutions again and again. */
+const tableCache = new WeakMap<WebAssembly.Memory, Map<string, Scratch>>();
+/** Bytes of cached tables kept per engine; the least recently used go first. */
+const TABLE_CACHE_BYTES = 64 << 20;
+
+function pixelTable(backend: object, info: tf.backend_util.Conv2DInfo, mode: "forward" | "transposed", layout: Layout): Scratch {
+  const memory = memoryOf(backend);
+  let cache = tableCache.get(memory);
+  if (!cache) tableCache.set(memory, (cache = new Map()));
+  const key = JSON.stringify([mode, layout, info.inShape, info.outShape, info.filterShape, info.strideHeight, info.strideWidth, info.dilationHeight, info.dilationWidth, info.padInfo]);
+  let table = cache.get(key);
+  if (table) {
+    cache.delete(key);
+  } else {
+    const pixels = info.batchSize * (mode === "forward" ? info.outHeight * info.outWidth : info.inHeight * info.inWidth);
+    const taps = info.filterHeight * info.filterWidth;
+    table = new Scratch(backend, (layout === "groups" ? Math.ceil(pixels / 4) * 4 : pixels) * taps, false);
+    buildTable(info, mode, layout, table.i32());
+    let bytes = table.floats * 4;
+    for (const t of cache.values()) bytes += t.floats * 4;
+    for (const [k, t] of cache) {
+      if (bytes <= TABLE_CACHE_BYTES) break;
+      bytes -= t.floats * 4;
+      t.free();
+      cache.delete(k);
+    }
+  }
+  cache.set(key, table);
+  return table;
+}
+
 /** out = conv2d(x, filter) (NHWC, filter [kh, kw, cin, cout], no bias): an implicit GEMM over the pixel table. */
 export function conv2dForward(backend: object, x: tf.TensorInfo, filter: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
   const { inChannels: c, outChannels: n, filterHeight: kh, filterWidth: kw } = info;
   const taps = kh * kw, pixels = info.batchSize * info.outHeight * info.outWidth, groups = Math.ceil(pixels / 4);
   const out = makeOutput(backend, info.outShape);
-  const bp = new Scratch(backend, panelCols(n) * taps * c, false), table = new Scratch(backend, groups * taps * 4, false);
-  const zero = new Scratch(backend, c);
-  gemmInstance(backend).exports.pack_b(offsetOf(backend, filter), n * 4, 4, taps * c, n, bp.ptr);
-  const t32 = table.i32();
-  // rows past the last pixel (in the last group) read the zero row
-  t32.fill(zero.ptr);
-  pixelTable(info, offsetOf(backend, x), zero.ptr, (p, t) => ((p >> 2) * taps + t) * 4 + (p & 3), t32);
+  const bp = new Scratch(backend, panelCols(n) * taps * c, false), zero = new Scratch(backend, c);
+  const table = pixelTable(backend, info, "forward", "groups");
+  gemmInstance(backend).exports.pack_b(offsetOf(backend, filter), n * 4, 4, taps * c, n, bp.ptr, 32 * taps * c);
   const op = offsetOf(backend, out);
-  overGroups(backend, "conv_rows", groups, pixels * n * taps * c, [table.ptr, taps, c * 4, bp.ptr, pixels, n, op, n * 4]);
-  for (const s of [bp, table, zero]) s.free();
+  overGroups(backend, "conv_rows", groups, pixels * n * taps * c, [table.ptr, offsetOf(backend, x), zero.ptr, taps, c * 4, bp.ptr, pixels, n, op, n * 4]);
+  bp.free();
+  zero.free();
+  return out;
+}
+
+/**
+ * dx = the input gradient of conv2d (no dilation), NHWC: dx[p, ci] = sum over taps t and output channels co of
+ * dy[pixel whose tap t reads p, co] W[t, ci, co], the same implicit GEMM as the forward pass with the pixel table
+ * run backwards and B[(t, co), ci] = W[t, ci, co].
+ */
+export function conv2dInputGradient(backend: object, dy: tf.TensorInfo, filter: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
+  const { inChannels: c, outChannels: n, filterHeight: kh, filterWidth: kw } = info;
+  const taps = kh * kw, pixels = info.batchSize * info.inHeight * info.inWidth, groups = Math.ceil(pixels / 4);
+  const out = makeOutput(backend, info.inShape);
+  const bp = new Scratch(backend, panelCols(c) * taps * n, false), zero = new Scratch(backend, n);
+  const table = pixelTable(backend, info, "transposed", "groups");
+  const mod = gemmInstance(backend).exports, fp = offsetOf(backend, filter);
+  // tap t's block of B is W[t] ([ci, co]) transposed: rows co (4 bytes apart), columns ci (4n apart)
+  for (let t = 0; t < taps; t++) mod.pack_b(fp + t * c * n * 4, 4, n * 4, n, c, bp.ptr + t * n * 32, 32 * taps * n);
+  const op = offsetOf(backend, out);
+  overGroups(backend, "conv_rows", groups, pixels * n * taps * c, [table.ptr, offsetOf(backend, dy), zero.ptr, taps, n * 4, bp.ptr, pixels, c, op, c * 4]);
+  bp.free();
+  zero.free();
   return out;
 }
 
@@ -312,13 +406,13 @@ export function conv2dFilterGradient(backend: object, x: tf.TensorInfo, dy: tf.T
     f32(backend, out).fill(0);
     return out;
   }
-  const bp = new Scratch(backend, panelCols(n) * pixels, false), table = new Scratch(backend, taps * pixels, false);
-  const zero = new Scratch(backend, c);
-  gemmInstance(backend).exports.pack_b(offsetOf(backend, dy), n * 4, 4, pixels, n, bp.ptr);
-  pixelTable(info, offsetOf(backend, x), zero.ptr, (p, t) => t * pixels + p, table.i32());
+  const bp = new Scratch(backend, panelCols(n) * pixels, false), zero = new Scratch(backend, c);
+  const table = pixelTable(backend, info, "forward", "taps");
+  gemmInstance(backend).exports.pack_b(offsetOf(backend, dy), n * 4, 4, pixels, n, bp.ptr, 32 * pixels);
   const op = offsetOf(backend, out);
-  overGroups(backend, "dw_rows_blocks", (taps * c) / 4, pixels * n * taps * c, [table.ptr, pixels, c * 4, bp.ptr, KC, n, op, n * 4]);
-  for (const s of [bp, table, zero]) s.free();
+  overGroups(backend, "dw_rows_blocks", (taps * c) / 4, pixels * n * taps * c, [table.ptr, offsetOf(backend, x), zero.ptr, pixels, c * 4, bp.ptr, KC, n, op, n * 4]);
+  bp.free();
+  zero.free();
   return out;
 }
 
@@ -369,4 +463,13 @@ export function batchMatMulKernel(original: tf.KernelFunc): tf.KernelFunc {
     }
     return out;
   };
+}
+
+/** Conv2DBackpropInput (NHWC) on the implicit GEMM. */
+export function conv2dInputKernel({ inputs, attrs, backend }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
+  const { dy, filter } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+  const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as tf.Conv2DBackpropInputAttrs;
+  if (dataFormat !== undefined && dataFormat !== "NHWC") throw new Error(`Conv2DBackpropInput on wasm (lib/backend/gemm.ts): expected dataFormat NHWC, got ${dataFormat}`);
+  const info = tf.backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], strides, 1, pad, dimRoundingMode);
+  return conv2dInputGradient(backend, dy, filter, info);
 }

@@ -93,7 +93,12 @@ export class BatchNorm2d extends Layer {
   }
   forward(x: tf.Tensor4D): tf.Tensor4D {
     if (!this.training) {
-      return tf.tidy(() => tf.batchNorm(x, this.running_mean, this.running_var, this.bias, this.weight, this.eps) as tf.Tensor4D);
+      // y = (x - running_mean) / sqrt(running_var + eps) * weight + bias, folded into one scale and shift per
+      // channel (tf.batchNorm's gradient tiles full-size tensors, which is slow on wasm)
+      return tf.tidy(() => {
+        const scale = tf.mul(this.weight, tf.rsqrt(tf.add(this.running_var, this.eps)));
+        return tf.add(tf.mul(x, scale), tf.sub(this.bias, tf.mul(this.running_mean, scale))) as tf.Tensor4D;
+      });
     }
     const { mean, variance } = tf.moments(x, [0, 1, 2]);
     const m = x.size / this.channels;

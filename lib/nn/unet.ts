@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { dropout } from "../backend/dropout";
+import { downsample2x, upsample2x } from "../backend/resample";
 import { Rng } from "../core/random";
 import { Conv2d, GroupNorm, Linear } from "./layers";
 import { Module, ModuleDict } from "./module";
@@ -58,12 +59,11 @@ export function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));
 }
 
-// The [1,1] resampling filter makes down = 2x2 box average with stride 2, up = nearest-neighbour 2x. Both are
-// written with reshape/mean/broadcast so they stay differentiable twice (R1 needs gradients of gradients).
+// The [1,1] resampling filter makes down = 2x2 box average with stride 2, up = nearest-neighbour 2x, both
+// differentiable twice (R1 needs gradients of gradients; lib/backend/resample.ts).
 export function resample(x: tf.Tensor4D, mode: "up" | "down" | "keep"): tf.Tensor4D {
-  const [n, h, w, c] = x.shape;
-  if (mode === "down") return tf.mean(tf.reshape(x, [n, h / 2, 2, w / 2, 2, c]), [2, 4]) as tf.Tensor4D;
-  if (mode === "up") return tf.reshape(tf.mul(tf.reshape(x, [n, h, 1, w, 1, c]), tf.ones([1, 1, 2, 1, 2, 1])), [n, 2 * h, 2 * w, c]);
+  if (mode === "down") return downsample2x(x);
+  if (mode === "up") return upsample2x(x);
   return x;
 }
 
