@@ -11,7 +11,7 @@ import { Rng } from "../lib/core/random";
 import { assertClose, compareWithCpu, HostArray, randn as randnHost } from "./support";
 
 // Our WebAssembly SIMD kernels on the wasm engine (lib/backend/{wat,wasm_simd,group_norm,reduce,broadcast,dropout,
-// resample,adam_update,gemm}.ts)
+// resample,unary,concat,adam_update,gemm}.ts)
 // against tfjs's reference cpu backend running the public-op composites: outputs, gradients, and gradients of
 // gradients (R1 needs them), on small and odd shapes.
 
@@ -139,6 +139,21 @@ test("2x up- and downsampling on wasm match the composites on cpu, to second ord
       tf.grad((p: tf.Tensor) => tf.sum(tf.mul(downsample2x(p as tf.Tensor4D), rrd)))(b),
       tf.grad((p: tf.Tensor) => tf.sum(tf.square(tf.grad((q: tf.Tensor) => tf.sum(tf.square(downsample2x(upsample2x(q as tf.Tensor4D)))))(p))))(a),
     ], 1e-5);
+  }
+});
+
+test("relu, step, cast and identity on wasm match cpu (NaN included)", async () => {
+  const x = randn([3, 7]);
+  x.data[4] = NaN;
+  x.data[9] = 0;
+  await compareWithCpu("unary", [x], (a) => [tf.relu(a), tf.step(a), tf.step(a, 0.3), tf.cast(a, "float32"), tf.clone(a), tf.grad((p: tf.Tensor) => tf.sum(tf.relu(p)))(a)], 1e-7);
+});
+
+test("concat and split along each axis on wasm match cpu", async () => {
+  const a = randn([2, 3, 4, 5]), b = randn([2, 3, 4, 3]), c = randn([2, 3, 4, 5]);
+  for (const axis of [0, 1, 2, 3]) {
+    const other = axis === 3 ? b : c;
+    await compareWithCpu(`concat/split axis ${axis}`, [a, other], (p, q) => [tf.concat([p, q], axis), ...tf.split(tf.concat([p, q, p], axis), [a.shape[axis], other.shape[axis], a.shape[axis]], axis), ...tf.split(p, axis === 3 ? 5 : a.shape[axis], axis)], 0);
   }
 });
 

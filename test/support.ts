@@ -42,11 +42,13 @@ export async function on(backend: string, inputs: HostArray[], f: (...xs: tf.Ten
   return host;
 }
 
-/** Largest error within `tol` of the largest |value| of the reference. */
+/** Largest error within `tol` of the largest |value| of the reference; NaN exactly where the reference has NaN. */
 export function assertClose(got: Float32Array, want: Float32Array, what: string, tol = 1e-4): void {
   assert.equal(got.length, want.length, `${what}: length`);
   let scale = 0, err = 0;
   for (let i = 0; i < want.length; i++) {
+    assert.equal(Number.isNaN(got[i]), Number.isNaN(want[i]), `${what}[${i}]: got ${got[i]}, want ${want[i]}`);
+    if (Number.isNaN(want[i])) continue;
     scale = Math.max(scale, Math.abs(want[i]));
     err = Math.max(err, Math.abs(got[i] - want[i]));
   }

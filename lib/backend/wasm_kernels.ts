@@ -1,11 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
 import { ADAM_KERNELS } from "./adam_update";
 import { BROADCAST_OPS, broadcastBinary } from "./broadcast";
+import { concatKernel, splitKernel } from "./concat";
 import { DROPOUT_KERNELS } from "./dropout";
 import { batchMatMulKernel, conv2dFilterKernel, conv2dInputKernel, conv2dKernel } from "./gemm";
 import { GROUP_NORM_KERNELS } from "./group_norm";
 import { columnReduce } from "./reduce";
 import { RESAMPLE_KERNELS } from "./resample";
+import { castKernel, identityKernel, unaryKernel } from "./unary";
 
 // The kernels the wasm engine registers for training. tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter,
 // DepthwiseConv2dNativeBackpropFilter/-Input or UnsortedSegmentSum (the gradient of tf.gather); its
@@ -145,6 +147,12 @@ const kernels: Array<[string, tf.KernelFunc]> = [
 const overrides: Array<[string, (original: tf.KernelFunc) => tf.KernelFunc]> = [
   ["Conv2D", conv2dKernel],
   ["BatchMatMul", batchMatMulKernel],
+  ["Identity", identityKernel],
+  ["Concat", concatKernel],
+  ["SplitV", splitKernel],
+  ["Cast", castKernel],
+  ["Relu", (original) => unaryKernel("relu", original)],
+  ["Step", (original) => unaryKernel("step", original)],
   ["Sum", (original) => columnReduce("Sum", original)],
   ["Mean", (original) => columnReduce("Mean", original)],
   ...BROADCAST_OPS.map((op): [string, (original: tf.KernelFunc) => tf.KernelFunc] => [op, (original) => broadcastBinary(op, original)]),

@@ -38,7 +38,7 @@ const SIMD: Record<string, [number, Imm]> = {
   "i8x16.shuffle": [0x0d, "shuffle"], "i32x4.splat": [0x11, ""], "f32x4.splat": [0x13, ""], "f64x2.splat": [0x14, ""],
   "i32x4.extract_lane": [0x1b, "lane"], "f32x4.extract_lane": [0x1f, "lane"], "f32x4.replace_lane": [0x20, "lane"],
   "f64x2.extract_lane": [0x21, "lane"],
-  "f32x4.eq": [0x41, ""], "f32x4.lt": [0x43, ""], "f32x4.gt": [0x44, ""], "f32x4.le": [0x45, ""], "f32x4.ge": [0x46, ""],
+  "f32x4.eq": [0x41, ""], "f32x4.ne": [0x42, ""], "f32x4.lt": [0x43, ""], "f32x4.gt": [0x44, ""], "f32x4.le": [0x45, ""], "f32x4.ge": [0x46, ""],
   "v128.not": [0x4d, ""], "v128.and": [0x4e, ""], "v128.andnot": [0x4f, ""], "v128.or": [0x50, ""], "v128.xor": [0x51, ""],
   "v128.bitselect": [0x52, ""], "v128.load32_lane": [0x56, "mem2lane"], "v128.store32_lane": [0x5a, "mem2lane"],
   "v128.load32_zero": [0x5c, "mem2"], "v128.load64_zero": [0x5d, "mem3"],
