@@ -153,7 +153,15 @@ test("concat and split along each axis on wasm match cpu", async () => {
   const a = randn([2, 3, 4, 5]), b = randn([2, 3, 4, 3]), c = randn([2, 3, 4, 5]);
   for (const axis of [0, 1, 2, 3]) {
     const other = axis === 3 ? b : c;
-    await compareWithCpu(`concat/split axis ${axis}`, [a, other], (p, q) => [tf.concat([p, q], axis), ...tf.split(tf.concat([p, q, p], axis), [a.shape[axis], other.shape[axis], a.shape[axis]], axis), ...tf.split(p, axis === 3 ? 5 : a.shape[axis], axis)], 0);
+    const r = randn(a.shape.map((d, i) => (i === axis ? d + other.shape[i] : d)));
+    await compareWithCpu(`concat/split axis ${axis}`, [a, other, r], (p, q, rr) => [
+      tf.concat([p, q], axis),
+      ...tf.split(tf.concat([p, q, p], axis), [a.shape[axis], other.shape[axis], a.shape[axis]], axis),
+      ...tf.split(p, axis === 3 ? 5 : a.shape[axis], axis),
+      // the gradient of a concat is a split of dy, and of a split a concat
+      ...tf.grads((u: tf.Tensor, v: tf.Tensor) => tf.sum(tf.mul(tf.concat([u, v], axis), rr)))([p, q]),
+      tf.grad((u: tf.Tensor) => tf.addN(tf.split(u, [2, 3], 3).map((t, i) => tf.sum(tf.mul(t, i + 1)))))(p),
+    ], 1e-6);
   }
 });
 

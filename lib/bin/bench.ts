@@ -145,13 +145,14 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-async function timeOnce(f: () => tf.Tensor): Promise<number> {
-  const t0 = performance.now();
+/** Wall and process CPU ms (all threads) of one run. */
+async function timeOnce(f: () => tf.Tensor): Promise<{ ms: number; cpu: number }> {
+  const t0 = performance.now(), c0 = process.cpuUsage();
   const out = f();
   await out.data(); // waits for asynchronous engines (tfjs-node-gpu) to finish
-  const ms = performance.now() - t0;
+  const ms = performance.now() - t0, c = process.cpuUsage(c0);
   out.dispose();
-  return ms;
+  return { ms, cpu: (c.user + c.system) / 1e3 };
 }
 
 /** Time per kernel name over one run, largest first (tf.profile; a kernel built from other kernels includes their time). */
@@ -187,13 +188,13 @@ class TorchServer {
     return Object.assign(server, { version: `PyTorch ${hello.torch}, ${hello.threads} threads` });
   }
 
-  async time(id: string, mode: Mode | "drop", reps = 1): Promise<number[]> {
+  async time(id: string, mode: Mode | "drop", reps = 1): Promise<{ ms: number[]; cpu: number[] }> {
     this.proc.stdin.write(JSON.stringify({ case: id, mode, reps }) + "\n");
     const answer = await this.lines.next();
     if (answer.done) throw new Error("bench_torch.py exited");
-    const r = JSON.parse(answer.value) as { ms?: number[]; error?: string };
+    const r = JSON.parse(answer.value) as { ms?: number[]; cpu?: number[]; error?: string };
     if (r.error) throw new Error(`bench_torch.py, case ${id} ${mode}: ${r.error}`);
-    return r.ms!;
+    return { ms: r.ms!, cpu: r.cpu! };
   }
 
   close(): void {
@@ -220,9 +221,15 @@ function onnxForwardHook(): OnnxForward | undefined {
   return (require(file) as { benchOnnxForward?: OnnxForward }).benchOnnxForward;
 }
 
+/** Wall ms of each timed run, and process CPU ms (all threads) of each. */
+interface Runs {
+  ms: number[];
+  cpu: number[];
+}
+
 interface Timings {
-  ours: Record<Mode, number[]>;
-  torch?: Record<Mode, number[]>;
+  ours: Record<Mode, Runs>;
+  torch?: Record<Mode, Runs>;
   onnx?: number[];
 }
 
@@ -265,11 +272,18 @@ async function runCase(c: BenchCase, o: Options, torch: TorchServer | undefined,
     for (let i = 0; i < o.warmup; i++) await timeOnce(fn(m));
     if (torch && o.warmup > 0) await torch.time(c.id, m, o.warmup);
   }
-  const t: Timings = { ours: { forward: [], step: [] }, torch: torch ? { forward: [], step: [] } : undefined };
+  const runs = (): Record<Mode, Runs> => ({ forward: { ms: [], cpu: [] }, step: { ms: [], cpu: [] } });
+  const t: Timings = { ours: runs(), torch: torch ? runs() : undefined };
   for (let i = 0; i < o.steps; i++) {
     for (const m of MODES) {
-      t.ours[m].push(await timeOnce(fn(m)));
-      if (torch) t.torch![m].push(...(await torch.time(c.id, m)));
+      const ours = await timeOnce(fn(m));
+      t.ours[m].ms.push(ours.ms);
+      t.ours[m].cpu.push(ours.cpu);
+      if (torch) {
+        const r = await torch.time(c.id, m);
+        t.torch![m].ms.push(...r.ms);
+        t.torch![m].cpu.push(...r.cpu);
+      }
     }
   }
   if (onnx) t.onnx = await onnx(runner.forward, o.steps);
@@ -311,8 +325,9 @@ async function main(): Promise<void> {
     const timings = await runCase(c, o, torch, onnx);
     const med = (xs?: number[]) => (xs && xs.length ? median(xs) : undefined);
     const medians = {
-      forward: med(timings.ours.forward), step: med(timings.ours.step),
-      torchForward: med(timings.torch?.forward), torchStep: med(timings.torch?.step), onnxForward: med(timings.onnx),
+      forward: med(timings.ours.forward.ms), step: med(timings.ours.step.ms), stepCpu: med(timings.ours.step.cpu),
+      torchForward: med(timings.torch?.forward.ms), torchStep: med(timings.torch?.step.ms), torchStepCpu: med(timings.torch?.step.cpu),
+      onnxForward: med(timings.onnx),
     };
     const gflops = c.stepFlops ? c.stepFlops / 1e9 / (medians.step! / 1e3) : undefined;
     rows.push({ id: c.id, name: c.name, timings, medians, gflops });
@@ -324,13 +339,13 @@ async function main(): Promise<void> {
     return;
   }
   const head = ["case", "forward (ms)", "train step (ms)"];
-  if (torch) head.push("PyTorch forward", "PyTorch step", "ratio forward", "ratio step");
+  if (torch) head.push("PyTorch forward", "PyTorch step", "ratio forward", "ratio step", "step CPU ms, ours / PyTorch");
   if (onnx) head.push("ONNX Runtime forward", "ratio ONNX / PyTorch");
   const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
   for (const r of rows) {
     const m = r.medians;
     const cells = [r.id, fmt(m.forward), fmt(m.step) + (r.gflops ? ` (${r.gflops.toFixed(1)} GFLOP/s)` : "")];
-    if (torch) cells.push(fmt(m.torchForward), fmt(m.torchStep), ratio(m.forward, m.torchForward), ratio(m.step, m.torchStep));
+    if (torch) cells.push(fmt(m.torchForward), fmt(m.torchStep), ratio(m.forward, m.torchForward), ratio(m.step, m.torchStep), `${fmt(m.stepCpu)} / ${fmt(m.torchStepCpu)}`);
     if (onnx) cells.push(fmt(m.onnxForward), ratio(m.onnxForward, m.torchForward));
     lines.push(`| ${cells.join(" | ")} |`);
   }

@@ -2,8 +2,8 @@
 
 Run by bench.ts as a server that answers one JSON line per request line on stdin, so that the two engines take turns
 in one run:
-  {"case": "block4", "mode": "forward" | "step", "reps": 3}   ->  {"ms": [..., ..., ...]}
-  {"case": "block4", "mode": "drop"}                          ->  {"ms": []}       (frees the case's network)
+  {"case": "block4", "mode": "forward" | "step", "reps": 3}   ->  {"ms": [...], "cpu": [...]}   (wall, process CPU)
+  {"case": "block4", "mode": "drop"}                          ->  {"ms": [], "cpu": []}   (frees the case's network)
 Standalone, it prints the median over --steps timed runs after --warmup of every case:
   /usr/bin/python3 lib/bin/bench_torch.py --threads 2 [--steps 5] [--warmup 2] [--cases block4,teacher16]
 
@@ -126,12 +126,14 @@ def make_case(name):
 
 
 def timed(f, reps):
-    out = []
+    """Wall and process CPU ms (all threads) of each run."""
+    wall, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         f()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
+        wall.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
+    return wall, cpu
 
 
 def serve():
@@ -142,14 +144,14 @@ def serve():
             name, mode = req["case"], req["mode"]
             if mode == "drop":
                 cases.pop(name, None)
-                ms = []
+                ms, cpu = [], []
             else:
                 if name not in cases:
                     torch.manual_seed(0)
                     cases[name] = make_case(name)
                 forward, step = cases[name]
-                ms = timed(forward if mode == "forward" else step, int(req.get("reps", 1)))
-            print(json.dumps({"ms": ms}), flush=True)
+                ms, cpu = timed(forward if mode == "forward" else step, int(req.get("reps", 1)))
+            print(json.dumps({"ms": ms, "cpu": cpu}), flush=True)
         except Exception as e:  # the caller prints the message and stops
             print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
 
@@ -174,7 +176,7 @@ def main():
         row = {}
         for mode, f in (("forward", forward), ("step", step)):
             timed(f, a.warmup)
-            row[mode] = statistics.median(timed(f, a.steps))
+            row[mode] = statistics.median(timed(f, a.steps)[0])
         results[name] = row
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}, indent=1))
 
