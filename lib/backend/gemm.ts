@@ -180,28 +180,37 @@ const CONV_ROWS = tiles(
 );
 
 /**
- * dw_rows(ind, src, zero, K, cinb, bp, k0, kc, acc, n, c, ldc, g0, g1, tile): dW[(t, ci), :] (+)= sum over
- * pixels k0 <= k < k0 + kc of x[ind[t K + k] + ci] dy[k, :] (K pixels; ind as in conv_rows, offsets from src),
- * rows in groups of 4 channels of one tap (cinb = 4 Cin bytes, Cin a multiple of 4); B is dy [K, n] in panels.
+ * dw_rows(spans, src, R, ow, step, cinb, bp, r0, rc, acc, n, c, ldc, g0, g1, tile): dW[(t, ci), :] (+)= sum over
+ * output rows r0 <= r < r0 + rc (of R, each of ow pixels) of sum_k x[pixel k of the row's span, ci] dy[k, :].
+ * Rows of dW go in groups of 4 channels of one tap (cinb = 4 Cin bytes, Cin a multiple of 4). spans[t][r] is
+ * (byte offset from src of the first input pixel tap t reads along output row r, first output column, count):
+ * consecutive pixels of a span are `step` bytes apart, and what falls in the padding is never visited. B is
+ * dy [R ow, n] in panels.
  */
 const DW_ROWS = tiles(
   "dw_rows",
-  "(param $ind i32) (param $src i32) (param $zero i32) (param $K i32) (param $cinb i32) (param $bp0 i32) (param $k0 i32) (param $kc i32) (param $acc i32)",
-  "(local $ipt i32) (local $ip i32) (local $off i32) (local $q i32)",
+  "(param $spans i32) (param $src i32) (param $R i32) (param $ow i32) (param $step i32) (param $cinb i32) (param $bp0 i32) (param $r0 i32) (param $rc i32) (param $acc i32)",
+  "(local $off i32) (local $sp i32) (local $panel i32) (local $r i32) (local $q i32) (local $cnt i32)",
   `i32.const 4 local.set $rows
-      ;; row 4g is (tap t, channel ci): byte 16g = t cinb + 4 ci
+      ;; row 4g of dW is (tap t, channel ci): byte 16g = t cinb + 4 ci; spans of tap t start at spans + 12 t R
       local.get $g i32.const 4 i32.shl local.get $cinb i32.rem_u local.set $off
-      local.get $ind local.get $g i32.const 4 i32.shl local.get $cinb i32.div_u local.get $K i32.mul local.get $k0 i32.add i32.const 2 i32.shl i32.add local.set $ipt`,
-  `local.get $bp0 local.get $jp local.get $K i32.mul i32.const 2 i32.shl i32.add local.get $k0 i32.const 5 i32.shl i32.add local.set $bp
-        local.get $ipt local.set $ip`,
-  `i32.const 0 local.set $k
-        block $kd loop $kl
-          local.get $k local.get $kc i32.ge_u br_if $kd
-          local.get $ip i32.load local.set $q ${fromTable("$q")}
-          local.get $q local.get $off i32.add local.set $q
-          local.get $ip i32.const 4 i32.add local.set $ip
-          ${step((r) => `local.get $q v128.load32_splat offset=${4 * r}`)}
-          local.get $k i32.const 1 i32.add local.set $k br $kl
+      local.get $spans local.get $g i32.const 4 i32.shl local.get $cinb i32.div_u local.get $R i32.mul local.get $r0 i32.add i32.const 12 i32.mul i32.add local.set $sp`,
+  `local.get $bp0 local.get $jp local.get $R i32.mul local.get $ow i32.mul i32.const 2 i32.shl i32.add local.set $panel`,
+  `i32.const 0 local.set $r
+        block $rd loop $rl
+          local.get $r local.get $rc i32.ge_u br_if $rd
+          local.get $sp local.get $r i32.const 12 i32.mul i32.add local.set $q
+          local.get $q i32.load offset=8 local.set $cnt
+          ;; B row of the span's first pixel: (r0 + r) ow + first column
+          local.get $panel local.get $r0 local.get $r i32.add local.get $ow i32.mul local.get $q i32.load offset=4 i32.add i32.const 5 i32.shl i32.add local.set $bp
+          local.get $src local.get $q i32.load i32.add local.get $off i32.add local.set $q
+          block $kd loop $kl
+            local.get $cnt i32.eqz br_if $kd
+            ${step((r) => `local.get $q v128.load32_splat offset=${4 * r}`)}
+            local.get $q local.get $step i32.add local.set $q
+            local.get $cnt i32.const 1 i32.sub local.set $cnt br $kl
+          end end
+          local.get $r i32.const 1 i32.add local.set $r br $rl
         end end`,
   `local.get $rows ${cols} local.get $acc`,
 );
@@ -227,7 +236,7 @@ function kBlocks(name: string, fixed: string[]): string {
 }
 
 const GEMM_FIXED = ["$a i32", "$sI i32", "$sK i32", "$bp0 i32", "$K i32", "$m i32"];
-const DW_FIXED = ["$ind i32", "$src i32", "$zero i32", "$K i32", "$cinb i32", "$bp0 i32"];
+const DW_FIXED = ["$spans i32", "$src i32", "$K i32", "$ow i32", "$step i32", "$cinb i32", "$bp0 i32"];
 
 const TAIL = ["$kc i32", "$n i32", "$c i32", "$ldc i32", "$g0 i32", "$g1 i32", "$tile i32"];
 const CONV_PARAMS = ["$ind i32", "$src i32", "$zero i32", "$T i32", "$cb i32", "$bp0 i32", "$p i32", "$n i32", "$c i32", "$ldc i32", "$g0 i32", "$g1 i32", "$tile i32"];
@@ -292,34 +301,31 @@ function axisMap(mode: "forward" | "transposed", size: number, taps: number, str
   return map;
 }
 
-type Layout = "groups" | "taps";
-
 /**
  * The pixel table of an implicit GEMM: for pixel p of the product's rows (output pixels forward, input pixels
  * for the input gradient) and tap t, the byte offset from the source tensor's start (x forward, dy transposed)
- * of the source pixel it reads, or -1 where that falls in the padding or between the strides. Layout "groups"
- * (conv_rows): [p/4][t][p%4], rows past the last pixel -1; "taps" (dw_rows): [t][p].
+ * of the source pixel it reads, or -1 where that falls in the padding or between the strides; laid out as
+ * conv_rows reads it, [p/4][t][p%4], with rows past the last pixel -1.
  */
-function buildTable(info: tf.backend_util.Conv2DInfo, mode: "forward" | "transposed", layout: Layout, table: Int32Array): void {
+function buildTable(info: tf.backend_util.Conv2DInfo, mode: "forward" | "transposed", table: Int32Array): void {
   const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels, filterHeight: kh, filterWidth: kw, padInfo } = info;
   const forward = mode === "forward";
   const [rows, cols, srcRows, srcCols, srcC] = forward ? [outHeight, outWidth, inHeight, inWidth, inChannels] : [inHeight, inWidth, outHeight, outWidth, outChannels];
   const rowMap = axisMap(mode, rows, kh, info.strideHeight, padInfo.top, info.dilationHeight, srcRows);
   const colMap = axisMap(mode, cols, kw, info.strideWidth, padInfo.left, info.dilationWidth, srcCols);
-  const taps = kh * kw, pixels = batchSize * rows * cols;
+  const taps = kh * kw;
   table.fill(-1);
   let p = 0;
   for (let n = 0; n < batchSize; n++) {
     for (let i = 0; i < rows; i++) {
       for (let j = 0; j < cols; j++, p++) {
-        const base = layout === "groups" ? (p >> 2) * taps * 4 + (p & 3) : p;
-        const step = layout === "groups" ? 4 : pixels;
+        const base = (p >> 2) * taps * 4 + (p & 3);
         for (let a = 0; a < kh; a++) {
           const r = rowMap[i * kh + a];
           if (r < 0) continue;
           for (let b = 0; b < kw; b++) {
             const c = colMap[j * kw + b];
-            if (c >= 0) table[base + (a * kw + b) * step] = ((n * srcRows + r) * srcCols + c) * srcC * 4;
+            if (c >= 0) table[base + (a * kw + b) * 4] = ((n * srcRows + r) * srcCols + c) * srcC * 4;
           }
         }
       }
@@ -332,19 +338,27 @@ const tableCache = new WeakMap<WebAssembly.Memory, Map<string, Scratch>>();
 /** Bytes of cached tables kept per engine; the least recently used go first. */
 const TABLE_CACHE_BYTES = 64 << 20;
 
-function pixelTable(backend: object, info: tf.backend_util.Conv2DInfo, mode: "forward" | "transposed", layout: Layout): Scratch {
+function pixelTable(backend: object, info: tf.backend_util.Conv2DInfo, mode: "forward" | "transposed"): Scratch {
+  const pixels = info.batchSize * (mode === "forward" ? info.outHeight * info.outWidth : info.inHeight * info.inWidth);
+  return cachedTable(backend, info, mode, Math.ceil(pixels / 4) * 4 * info.filterHeight * info.filterWidth, (t) => buildTable(info, mode, t));
+}
+
+function spanTable(backend: object, info: tf.backend_util.Conv2DInfo): Scratch {
+  return cachedTable(backend, info, "spans", 3 * info.filterHeight * info.filterWidth * info.batchSize * info.outHeight, (t) => buildSpans(info, t));
+}
+
+/** The table `kind` of a convolution's geometry, built into `entries` ints by `build` unless cached. */
+function cachedTable(backend: object, info: tf.backend_util.Conv2DInfo, kind: string, entries: number, build: (table: Int32Array) => void): Scratch {
   const memory = memoryOf(backend);
   let cache = tableCache.get(memory);
   if (!cache) tableCache.set(memory, (cache = new Map()));
-  const key = JSON.stringify([mode, layout, info.inShape, info.outShape, info.filterShape, info.strideHeight, info.strideWidth, info.dilationHeight, info.dilationWidth, info.padInfo]);
+  const key = JSON.stringify([kind, info.inShape, info.outShape, info.filterShape, info.strideHeight, info.strideWidth, info.dilationHeight, info.dilationWidth, info.padInfo]);
   let table = cache.get(key);
   if (table) {
     cache.delete(key);
   } else {
-    const pixels = info.batchSize * (mode === "forward" ? info.outHeight * info.outWidth : info.inHeight * info.inWidth);
-    const taps = info.filterHeight * info.filterWidth;
-    table = new Scratch(backend, (layout === "groups" ? Math.ceil(pixels / 4) * 4 : pixels) * taps, false);
-    buildTable(info, mode, layout, table.i32());
+    table = new Scratch(backend, entries, false);
+    build(table.i32());
     let bytes = table.floats * 4;
     for (const t of cache.values()) bytes += t.floats * 4;
     for (const [k, t] of cache) {
@@ -358,13 +372,38 @@ function pixelTable(backend: object, info: tf.backend_util.Conv2DInfo, mode: "fo
   return table;
 }
 
+/**
+ * The spans of dw_rows: for tap t and output row r (image n, row oh), the byte offset from x of the first input
+ * pixel the tap reads along that row, the first output column that reads inside the image, and how many do.
+ */
+function buildSpans(info: tf.backend_util.Conv2DInfo, table: Int32Array): void {
+  const { batchSize, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw, padInfo } = info;
+  let e = 0;
+  for (let a = 0; a < kh; a++) {
+    for (let b = 0; b < kw; b++) {
+      // output column j reads input column j sw - left + b: inside for lo <= j < hi
+      const lo = Math.max(0, Math.ceil((padInfo.left - b) / sw));
+      const hi = Math.min(ow, Math.floor((w - 1 + padInfo.left - b) / sw) + 1);
+      for (let n = 0; n < batchSize; n++) {
+        for (let i = 0; i < oh; i++, e += 3) {
+          const ih = i * sh - padInfo.top + a;
+          const count = ih >= 0 && ih < h ? Math.max(0, hi - lo) : 0;
+          table[e] = count > 0 ? ((n * h + ih) * w + lo * sw - padInfo.left + b) * c * 4 : 0;
+          table[e + 1] = lo;
+          table[e + 2] = count;
+        }
+      }
+    }
+  }
+}
+
 /** out = conv2d(x, filter) (NHWC, filter [kh, kw, cin, cout], no bias): an implicit GEMM over the pixel table. */
 export function conv2dForward(backend: object, x: tf.TensorInfo, filter: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
   const { inChannels: c, outChannels: n, filterHeight: kh, filterWidth: kw } = info;
   const taps = kh * kw, pixels = info.batchSize * info.outHeight * info.outWidth, groups = Math.ceil(pixels / 4);
   const out = makeOutput(backend, info.outShape);
   const bp = new Scratch(backend, panelCols(n) * taps * c, false), zero = new Scratch(backend, c);
-  const table = pixelTable(backend, info, "forward", "groups");
+  const table = pixelTable(backend, info, "forward");
   gemmInstance(backend).exports.pack_b(offsetOf(backend, filter), n * 4, 4, taps * c, n, bp.ptr, 32 * taps * c);
   const op = offsetOf(backend, out);
   overGroups(backend, "conv_rows", groups, pixels * n * taps * c, [table.ptr, offsetOf(backend, x), zero.ptr, taps, c * 4, bp.ptr, pixels, n, op, n * 4]);
@@ -383,7 +422,7 @@ export function conv2dInputGradient(backend: object, dy: tf.TensorInfo, filter: 
   const taps = kh * kw, pixels = info.batchSize * info.inHeight * info.inWidth, groups = Math.ceil(pixels / 4);
   const out = makeOutput(backend, info.inShape);
   const bp = new Scratch(backend, panelCols(c) * taps * n, false), zero = new Scratch(backend, n);
-  const table = pixelTable(backend, info, "transposed", "groups");
+  const table = pixelTable(backend, info, "transposed");
   const mod = gemmInstance(backend).exports, fp = offsetOf(backend, filter);
   // tap t's block of B is W[t] ([ci, co]) transposed: rows co (4 bytes apart), columns ci (4n apart)
   for (let t = 0; t < taps; t++) mod.pack_b(fp + t * c * n * 4, 4, n * 4, n, c, bp.ptr + t * n * 32, 32 * taps * n);
@@ -399,20 +438,21 @@ export function conv2dInputGradient(backend: object, dy: tf.TensorInfo, filter: 
  * dW[(t, ci), co] = sum_p x[pixel p sees through tap t, ci] dy[p, co].
  */
 export function conv2dFilterGradient(backend: object, x: tf.TensorInfo, dy: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
-  const { inChannels: c, outChannels: n, filterHeight: kh, filterWidth: kw } = info;
-  const taps = kh * kw, pixels = info.batchSize * info.outHeight * info.outWidth;
+  const { inChannels: c, outChannels: n, filterHeight: kh, filterWidth: kw, outWidth: ow } = info;
+  const taps = kh * kw, rows = info.batchSize * info.outHeight, pixels = rows * ow;
   const out = makeOutput(backend, info.filterShape);
   if (pixels === 0) {
     f32(backend, out).fill(0);
     return out;
   }
-  const bp = new Scratch(backend, panelCols(n) * pixels, false), zero = new Scratch(backend, c);
-  const table = pixelTable(backend, info, "forward", "taps");
+  const bp = new Scratch(backend, panelCols(n) * pixels, false);
+  const spans = spanTable(backend, info);
   gemmInstance(backend).exports.pack_b(offsetOf(backend, dy), n * 4, 4, pixels, n, bp.ptr, 32 * pixels);
   const op = offsetOf(backend, out);
-  overGroups(backend, "dw_rows_blocks", (taps * c) / 4, pixels * n * taps * c, [table.ptr, offsetOf(backend, x), zero.ptr, pixels, c * 4, bp.ptr, KC, n, op, n * 4]);
+  // K blocks of whole output rows, about KC pixels each
+  const rowsPerBlock = Math.max(1, Math.round(KC / ow));
+  overGroups(backend, "dw_rows_blocks", (taps * c) / 4, pixels * n * taps * c, [spans.ptr, offsetOf(backend, x), rows, ow, info.strideWidth * c * 4, c * 4, bp.ptr, rowsPerBlock, n, op, n * 4]);
   bp.free();
-  zero.free();
   return out;
 }
 
