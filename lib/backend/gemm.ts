@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { runShared, sharedLoop } from "./simd_threads";
-import { f32, makeOutput, memoryOf, offsetOf, Scratch, simdInstance } from "./wasm_simd";
+import { f32, makeOutput, memoryOf, offsetOf, relaxedSimd, Scratch, simdInstance } from "./wasm_simd";
 
 // Matrix products for the wasm engine in our own WebAssembly SIMD (assembled from the WAT below, see
 // lib/backend/wat.ts): C = A B with B packed into panels of 8 columns, computed in 4 x 8 tiles held in
@@ -253,8 +253,11 @@ const KC = 256;
 /** Below this many multiply-adds a product runs on one thread: waking a worker costs tens of microseconds. */
 const PARALLEL_MIN = 1 << 20;
 
+/** The same kernels with each multiply-add of the inner step as one relaxed_madd (see relaxedSimd). */
+const GEMM_WAT_FMA = GEMM_WAT.replace(/local\.get (\$c\d\d) local\.get \$s local\.get (\$b\d) f32x4\.mul f32x4\.add/g, "local.get $$s local.get $2 local.get $1 f32x4.relaxed_madd");
+
 function gemmInstance(backend: object) {
-  return simdInstance(backend, "gemm", GEMM_WAT);
+  return relaxedSimd() ? simdInstance(backend, "gemm_fma", GEMM_WAT_FMA) : simdInstance(backend, "gemm", GEMM_WAT);
 }
 
 /**

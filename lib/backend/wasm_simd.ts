@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import * as v8 from "v8";
 import { assembleWat } from "./wat";
 
 // Our own WebAssembly SIMD kernels, run on the tfjs wasm engine's memory. tfjs-backend-wasm keeps every tensor
@@ -36,6 +37,26 @@ export function memoryOf(backend: object): WebAssembly.Memory {
   const memory = wasm.wasmMemory ?? wasm.asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) throw new Error("wasm kernels (lib/backend/wasm_simd.ts): the tfjs wasm backend exposes no WebAssembly.Memory");
   return memory;
+}
+
+let relaxed: boolean | undefined;
+
+/**
+ * Whether our modules may use relaxed SIMD's f32x4.relaxed_madd (a fused multiply-add on CPUs with FMA: twice
+ * the arithmetic of a multiply and an add per cycle in the matrix products). It is standard WebAssembly and on by
+ * default from Node 22 (V8 11.4); Node 20 has it behind a V8 flag, which is turned on here for the modules we
+ * compile (process-wide, before any of them is compiled). D2G_WASM_RELAXED=0 keeps the plain SIMD kernels.
+ */
+export function relaxedSimd(): boolean {
+  if (relaxed === undefined) {
+    const probe = assembleWat("(func $f (param $a v128) (result v128) local.get $a local.get $a local.get $a f32x4.relaxed_madd)", false);
+    relaxed = false;
+    if (process.env.D2G_WASM_RELAXED !== "0") {
+      if (!WebAssembly.validate(probe)) v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
+      relaxed = WebAssembly.validate(probe);
+    }
+  }
+  return relaxed;
 }
 
 /** The module assembled from `wat` (once per engine memory), instantiated on the backend's memory. */

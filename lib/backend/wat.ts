@@ -50,6 +50,8 @@ const SIMD: Record<string, [number, Imm]> = {
   "f32x4.mul": [0xe6, ""], "f32x4.div": [0xe7, ""], "f32x4.min": [0xe8, ""], "f32x4.max": [0xe9, ""], "f32x4.pmin": [0xea, ""],
   "f32x4.pmax": [0xeb, ""], "f64x2.add": [0xf0, ""], "f64x2.sub": [0xf1, ""], "f64x2.mul": [0xf2, ""],
   "i32x4.trunc_sat_f32x4_s": [0xf8, ""], "f32x4.convert_i32x4_s": [0xfa, ""],
+  // relaxed SIMD: a b + c, fused where the CPU has FMA
+  "f32x4.relaxed_madd": [0x105, ""],
 };
 
 /** Threads proposal: atomic access to shared memory (prefix 0xfe). */
