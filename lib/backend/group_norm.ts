@@ -66,6 +66,10 @@ const preActivationGrad = (silu: boolean) =>
     ? `${affine(true)} ${load("$dz")} local.get $s v128.const f32x4 1 1 1 1 local.get $v v128.const f32x4 1 1 1 1 local.get $s f32x4.sub f32x4.mul f32x4.add f32x4.mul f32x4.mul local.set $s`
     : `${load("$dz")} local.set $s`;
 
+const gradSums = (silu: boolean) =>
+  `${preActivationGrad(silu)} ${at("$sg")} ${load("$sg")} local.get $s f32x4.add v128.store
+   ${at("$sgx")} ${load("$sgx")} local.get $s ${load("$x")} f32x4.mul f32x4.add v128.store`;
+
 const WAT = [
   SUM_ROWS,
   // acc[c] += sum_r (x[r, c] - mean[c])^2
@@ -75,15 +79,12 @@ const WAT = [
     // y = a x + b, or silu(a x + b)
     rowsFunc(silu ? "affine_silu_rows" : "affine_rows", ["$x i32", "$a i32", "$b i32", "$y i32"], ["$x", "$y"],
       `${at("$y")} ${affine(silu)} local.get $v ${silu ? "local.get $s f32x4.mul" : ""} v128.store`)),
-  ...[false, true].map((silu) =>
-    // with g = dL/d(a x + b): sg[c] += sum_r g, sgx[c] += sum_r g x
-    rowsFunc(silu ? "grad_sums_silu" : "grad_sums", ["$x i32", "$dz i32", "$a i32", "$b i32", "$sg i32", "$sgx i32"], ["$x", "$dz"],
-      `${preActivationGrad(silu)} ${at("$sg")} ${load("$sg")} local.get $s f32x4.add v128.store
-       ${at("$sgx")} ${load("$sgx")} local.get $s ${load("$x")} f32x4.mul f32x4.add v128.store`)),
-  ...[false, true].map((silu) =>
-    // dx = P g + Q x + R
-    rowsFunc(silu ? "grad_apply_silu" : "grad_apply", ["$x i32", "$dz i32", "$a i32", "$b i32", "$p i32", "$q i32", "$rr i32", "$dx i32"], ["$x", "$dz", "$dx"],
-      `${preActivationGrad(silu)} ${at("$dx")} ${load("$p")} local.get $s f32x4.mul ${load("$q")} ${load("$x")} f32x4.mul f32x4.add ${load("$rr")} f32x4.add v128.store`)),
+  // with g = dL/d(a x + b): sg[c] += sum_r g, sgx[c] += sum_r g x (the SiLU variant also stores g, for grad_apply)
+  rowsFunc("grad_sums", ["$x i32", "$dz i32", "$a i32", "$b i32", "$sg i32", "$sgx i32"], ["$x", "$dz"], gradSums(false)),
+  rowsFunc("grad_sums_silu", ["$x i32", "$dz i32", "$a i32", "$b i32", "$sg i32", "$sgx i32", "$g i32"], ["$x", "$dz", "$g"], `${gradSums(true)} ${at("$g")} local.get $s v128.store`),
+  // dx = P g + Q x + R
+  rowsFunc("grad_apply", ["$x i32", "$g i32", "$p i32", "$q i32", "$rr i32", "$dx i32"], ["$x", "$g", "$dx"],
+    `${at("$dx")} ${load("$p")} ${load("$g")} f32x4.mul ${load("$q")} ${load("$x")} f32x4.mul f32x4.add ${load("$rr")} f32x4.add v128.store`),
 ].join("\n");
 
 interface Attrs {
@@ -157,8 +158,9 @@ function backwardKernel({ inputs, attrs, backend }: Parameters<tf.KernelFunc>[0]
   const rows = h * w, cg = c / at.groups, m = rows * cg;
   const k = simdModule(backend, "group_norm", WAT);
   const dx = makeOutput(backend, x.shape), dgamma = makeOutput(backend, [c]), dbeta = makeOutput(backend, [c]);
-  // stats (4C) | sg, sgx (2C) | P, Q, R (3C)
+  // stats (4C) | sg, sgx (2C) | P, Q, R (3C); with SiLU, g of one image (its sigmoids are computed once)
   const s = new Scratch(backend, 9 * c);
+  const g = at.silu ? new Scratch(backend, rows * c, false) : undefined;
   const gammaHost = f32(backend, gamma).slice(), betaHost = f32(backend, beta).slice();
   const dgammaSum = new Float64Array(c), dbetaSum = new Float64Array(c);
   const xp = offsetOf(backend, x), dyp = offsetOf(backend, dy), dxp = offsetOf(backend, dx);
@@ -166,7 +168,8 @@ function backwardKernel({ inputs, attrs, backend }: Parameters<tf.KernelFunc>[0]
     const off = i * rows * c * 4;
     const { mean, rstd } = imageStats(k, s, xp + off, rows, c, gammaHost, betaHost, at);
     s.view(4 * c, 2 * c).fill(0);
-    (at.silu ? k.grad_sums_silu : k.grad_sums)(xp + off, dyp + off, s.at(2 * c), s.at(3 * c), s.at(4 * c), s.at(5 * c), rows, c);
+    if (g) k.grad_sums_silu(xp + off, dyp + off, s.at(2 * c), s.at(3 * c), s.at(4 * c), s.at(5 * c), g.ptr, rows, c);
+    else k.grad_sums(xp + off, dyp + off, s.at(2 * c), s.at(3 * c), s.at(4 * c), s.at(5 * c), rows, c);
     const sg = s.view(4 * c, c), sgx = s.view(5 * c, c);
     const p = s.view(6 * c, c), q = s.view(7 * c, c), r = s.view(8 * c, c);
     for (let g = 0; g < at.groups; g++) {
@@ -186,9 +189,10 @@ function backwardKernel({ inputs, attrs, backend }: Parameters<tf.KernelFunc>[0]
         r[j] = (-rstd[g] * A) / m + (mean[g] * r2 * B) / m;
       }
     }
-    (at.silu ? k.grad_apply_silu : k.grad_apply)(xp + off, dyp + off, s.at(2 * c), s.at(3 * c), s.at(6 * c), s.at(7 * c), s.at(8 * c), dxp + off, rows, c);
+    k.grad_apply(xp + off, g ? g.ptr : dyp + off, s.at(6 * c), s.at(7 * c), s.at(8 * c), dxp + off, rows, c);
   }
   s.free();
+  g?.free();
   f32(backend, dgamma).set(dgammaSum);
   f32(backend, dbeta).set(dbetaSum);
   return [dx, dgamma, dbeta];

@@ -157,25 +157,30 @@ export const SUM_ROWS = rowsFunc("sum_rows", ["$x i32", "$acc i32"], ["$x"], `${
 
 const splat = (v: number) => `v128.const f32x4 ${v} ${v} ${v} ${v}`;
 
+const MAGIC = 12582912; // 1.5 * 2^23: adding it rounds a float of magnitude below 2^22 to an integer
+
 /**
  * WAT that replaces the f32x4 in local `y` by sigmoid(y) = 1 / (1 + exp(-y)), using v128 locals `t` and `n`.
  * exp(t) = 2^n exp(r) with n = round(t / ln 2), r = t - n ln 2 (ln 2 split in two for precision, Cephes), and
  * exp(r) by its Taylor polynomial to degree 6 (|r| <= ln2/2: relative error below 2e-7). t is clamped to
- * [-87, 88] so that 2^n stays a normal float32.
+ * [-87, 88] so that 2^n stays a normal float32. n is rounded by adding 1.5 * 2^23, which also leaves n + that
+ * number's bit pattern in the sum's bits, from which 2^n's bits come by an integer add and shift.
  */
 export function sigmoidInPlace(y: string, t: string, n: string): string {
+  const nf = `local.get ${n} ${splat(MAGIC)} f32x4.sub`;
+  const expBias = 127 - 0x4b400000;
   return `
-    local.get ${y} f32x4.neg ${splat(-87)} f32x4.max ${splat(88)} f32x4.min local.set ${t}
-    local.get ${t} ${splat(Math.LOG2E)} f32x4.mul f32x4.nearest local.set ${n}
-    local.get ${t} local.get ${n} ${splat(0.693359375)} f32x4.mul f32x4.sub
-    local.get ${n} ${splat(-2.12194440e-4)} f32x4.mul f32x4.sub local.set ${t}
+    local.get ${y} f32x4.neg ${splat(-87)} f32x4.pmax ${splat(88)} f32x4.pmin local.set ${t}
+    local.get ${t} ${splat(Math.LOG2E)} f32x4.mul ${splat(MAGIC)} f32x4.add local.set ${n}
+    local.get ${t} ${nf} ${splat(0.693359375)} f32x4.mul f32x4.sub
+    ${nf} ${splat(-2.12194440e-4)} f32x4.mul f32x4.sub local.set ${t}
     ${splat(1 / 720)} local.get ${t} f32x4.mul ${splat(1 / 120)} f32x4.add
     local.get ${t} f32x4.mul ${splat(1 / 24)} f32x4.add
     local.get ${t} f32x4.mul ${splat(1 / 6)} f32x4.add
     local.get ${t} f32x4.mul ${splat(0.5)} f32x4.add
     local.get ${t} f32x4.mul ${splat(1)} f32x4.add
     local.get ${t} f32x4.mul ${splat(1)} f32x4.add
-    local.get ${n} i32x4.trunc_sat_f32x4_s v128.const i32x4 127 127 127 127 i32x4.add i32.const 23 i32x4.shl
+    local.get ${n} v128.const i32x4 ${expBias} ${expBias} ${expBias} ${expBias} i32x4.add i32.const 23 i32x4.shl
     f32x4.mul local.set ${t}
     ${splat(1)} ${splat(1)} local.get ${t} f32x4.add f32x4.div local.set ${y}`;
 }
