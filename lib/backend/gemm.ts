@@ -278,9 +278,12 @@ export function gemm(backend: object, m: number, n: number, k: number, a: number
     return;
   }
   const bp = new Scratch(backend, panelCols(n) * k, false);
-  gemmInstance(backend).exports.pack_b(b, bK, bJ, k, n, bp.ptr, 32 * k);
-  overGroups(backend, "gemm_rows_blocks", Math.ceil(m / 4), m * n * k, [a, aI, aK, bp.ptr, k, m, KC, n, c, ldc]);
-  bp.free();
+  try {
+    gemmInstance(backend).exports.pack_b(b, bK, bJ, k, n, bp.ptr, 32 * k);
+    overGroups(backend, "gemm_rows_blocks", Math.ceil(m / 4), m * n * k, [a, aI, aK, bp.ptr, k, m, KC, n, c, ldc]);
+  } finally {
+    bp.free();
+  }
 }
 
 /**
@@ -405,13 +408,16 @@ export function conv2dForward(backend: object, x: tf.TensorInfo, filter: tf.Tens
   const { inChannels: c, outChannels: n, filterHeight: kh, filterWidth: kw } = info;
   const taps = kh * kw, pixels = info.batchSize * info.outHeight * info.outWidth, groups = Math.ceil(pixels / 4);
   const out = makeOutput(backend, info.outShape);
-  const bp = new Scratch(backend, panelCols(n) * taps * c, false), zero = new Scratch(backend, c);
   const table = pixelTable(backend, info, "forward");
-  gemmInstance(backend).exports.pack_b(offsetOf(backend, filter), n * 4, 4, taps * c, n, bp.ptr, 32 * taps * c);
-  const op = offsetOf(backend, out);
-  overGroups(backend, "conv_rows", groups, pixels * n * taps * c, [table.ptr, offsetOf(backend, x), zero.ptr, taps, c * 4, bp.ptr, pixels, n, op, n * 4]);
-  bp.free();
-  zero.free();
+  const bp = new Scratch(backend, panelCols(n) * taps * c, false), zero = new Scratch(backend, c);
+  try {
+    gemmInstance(backend).exports.pack_b(offsetOf(backend, filter), n * 4, 4, taps * c, n, bp.ptr, 32 * taps * c);
+    const op = offsetOf(backend, out);
+    overGroups(backend, "conv_rows", groups, pixels * n * taps * c, [table.ptr, offsetOf(backend, x), zero.ptr, taps, c * 4, bp.ptr, pixels, n, op, n * 4]);
+  } finally {
+    bp.free();
+    zero.free();
+  }
   return out;
 }
 
@@ -424,15 +430,18 @@ export function conv2dInputGradient(backend: object, dy: tf.TensorInfo, filter: 
   const { inChannels: c, outChannels: n, filterHeight: kh, filterWidth: kw } = info;
   const taps = kh * kw, pixels = info.batchSize * info.inHeight * info.inWidth, groups = Math.ceil(pixels / 4);
   const out = makeOutput(backend, info.inShape);
-  const bp = new Scratch(backend, panelCols(c) * taps * n, false), zero = new Scratch(backend, n);
   const table = pixelTable(backend, info, "transposed");
-  const mod = gemmInstance(backend).exports, fp = offsetOf(backend, filter);
-  // tap t's block of B is W[t] ([ci, co]) transposed: rows co (4 bytes apart), columns ci (4n apart)
-  for (let t = 0; t < taps; t++) mod.pack_b(fp + t * c * n * 4, 4, n * 4, n, c, bp.ptr + t * n * 32, 32 * taps * n);
-  const op = offsetOf(backend, out);
-  overGroups(backend, "conv_rows", groups, pixels * n * taps * c, [table.ptr, offsetOf(backend, dy), zero.ptr, taps, n * 4, bp.ptr, pixels, c, op, c * 4]);
-  bp.free();
-  zero.free();
+  const bp = new Scratch(backend, panelCols(c) * taps * n, false), zero = new Scratch(backend, n);
+  try {
+    const mod = gemmInstance(backend).exports, fp = offsetOf(backend, filter);
+    // tap t's block of B is W[t] ([ci, co]) transposed: rows co (4 bytes apart), columns ci (4n apart)
+    for (let t = 0; t < taps; t++) mod.pack_b(fp + t * c * n * 4, 4, n * 4, n, c, bp.ptr + t * n * 32, 32 * taps * n);
+    const op = offsetOf(backend, out);
+    overGroups(backend, "conv_rows", groups, pixels * n * taps * c, [table.ptr, offsetOf(backend, dy), zero.ptr, taps, n * 4, bp.ptr, pixels, c, op, c * 4]);
+  } finally {
+    bp.free();
+    zero.free();
+  }
   return out;
 }
 
@@ -448,14 +457,17 @@ export function conv2dFilterGradient(backend: object, x: tf.TensorInfo, dy: tf.T
     f32(backend, out).fill(0);
     return out;
   }
-  const bp = new Scratch(backend, panelCols(n) * pixels, false);
   const spans = spanTable(backend, info);
-  gemmInstance(backend).exports.pack_b(offsetOf(backend, dy), n * 4, 4, pixels, n, bp.ptr, 32 * pixels);
-  const op = offsetOf(backend, out);
-  // K blocks of whole output rows, about KC pixels each
-  const rowsPerBlock = Math.max(1, Math.round(KC / ow));
-  overGroups(backend, "dw_rows_blocks", (taps * c) / 4, pixels * n * taps * c, [spans.ptr, offsetOf(backend, x), rows, ow, info.strideWidth * c * 4, c * 4, bp.ptr, rowsPerBlock, n, op, n * 4]);
-  bp.free();
+  const bp = new Scratch(backend, panelCols(n) * pixels, false);
+  try {
+    gemmInstance(backend).exports.pack_b(offsetOf(backend, dy), n * 4, 4, pixels, n, bp.ptr, 32 * pixels);
+    const op = offsetOf(backend, out);
+    // K blocks of whole output rows, about KC pixels each
+    const rowsPerBlock = Math.max(1, Math.round(KC / ow));
+    overGroups(backend, "dw_rows_blocks", (taps * c) / 4, pixels * n * taps * c, [spans.ptr, offsetOf(backend, x), rows, ow, info.strideWidth * c * 4, c * 4, bp.ptr, rowsPerBlock, n, op, n * 4]);
+  } finally {
+    bp.free();
+  }
   return out;
 }
 

@@ -137,12 +137,15 @@ function forwardKernel({ inputs, attrs, backend }: Parameters<tf.KernelFunc>[0])
   const s = new Scratch(backend, 4 * c);
   const gammaHost = f32(backend, gamma).slice(), betaHost = f32(backend, beta).slice();
   const xp = offsetOf(backend, x), yp = offsetOf(backend, y);
-  for (let i = 0; i < n; i++) {
-    const off = i * rows * c * 4;
-    imageStats(k, s, xp + off, rows, c, gammaHost, betaHost, at);
-    (at.silu ? k.affine_silu_rows : k.affine_rows)(xp + off, s.at(2 * c), s.at(3 * c), yp + off, rows, c);
+  try {
+    for (let i = 0; i < n; i++) {
+      const off = i * rows * c * 4;
+      imageStats(k, s, xp + off, rows, c, gammaHost, betaHost, at);
+      (at.silu ? k.affine_silu_rows : k.affine_rows)(xp + off, s.at(2 * c), s.at(3 * c), yp + off, rows, c);
+    }
+  } finally {
+    s.free();
   }
-  s.free();
   return y;
 }
 
@@ -158,41 +161,45 @@ function backwardKernel({ inputs, attrs, backend }: Parameters<tf.KernelFunc>[0]
   const rows = h * w, cg = c / at.groups, m = rows * cg;
   const k = simdModule(backend, "group_norm", WAT);
   const dx = makeOutput(backend, x.shape), dgamma = makeOutput(backend, [c]), dbeta = makeOutput(backend, [c]);
-  // stats (4C) | sg, sgx (2C) | P, Q, R (3C); with SiLU, g of one image (its sigmoids are computed once)
+  // stats (4C) | sg, sgx (2C) | P, Q, R (3C); with SiLU, the pre-activation gradient g of one image, so that
+  // its sigmoids are computed once
   const s = new Scratch(backend, 9 * c);
-  const g = at.silu ? new Scratch(backend, rows * c, false) : undefined;
+  const pre = at.silu ? new Scratch(backend, rows * c, false) : undefined;
   const gammaHost = f32(backend, gamma).slice(), betaHost = f32(backend, beta).slice();
   const dgammaSum = new Float64Array(c), dbetaSum = new Float64Array(c);
   const xp = offsetOf(backend, x), dyp = offsetOf(backend, dy), dxp = offsetOf(backend, dx);
-  for (let i = 0; i < n; i++) {
-    const off = i * rows * c * 4;
-    const { mean, rstd } = imageStats(k, s, xp + off, rows, c, gammaHost, betaHost, at);
-    s.view(4 * c, 2 * c).fill(0);
-    if (g) k.grad_sums_silu(xp + off, dyp + off, s.at(2 * c), s.at(3 * c), s.at(4 * c), s.at(5 * c), g.ptr, rows, c);
-    else k.grad_sums(xp + off, dyp + off, s.at(2 * c), s.at(3 * c), s.at(4 * c), s.at(5 * c), rows, c);
-    const sg = s.view(4 * c, c), sgx = s.view(5 * c, c);
-    const p = s.view(6 * c, c), q = s.view(7 * c, c), r = s.view(8 * c, c);
-    for (let g = 0; g < at.groups; g++) {
-      let A = 0, B = 0;
-      for (let j = g * cg; j < (g + 1) * cg; j++) {
-        // sum over the image of g x^ for channel j
-        const gxhat = rstd[g] * (sgx[j] - mean[g] * sg[j]);
-        dbetaSum[j] += sg[j];
-        dgammaSum[j] += gxhat;
-        A += gammaHost[j] * sg[j];
-        B += gammaHost[j] * gxhat;
+  try {
+    for (let i = 0; i < n; i++) {
+      const off = i * rows * c * 4;
+      const { mean, rstd } = imageStats(k, s, xp + off, rows, c, gammaHost, betaHost, at);
+      s.view(4 * c, 2 * c).fill(0);
+      if (pre) k.grad_sums_silu(xp + off, dyp + off, s.at(2 * c), s.at(3 * c), s.at(4 * c), s.at(5 * c), pre.ptr, rows, c);
+      else k.grad_sums(xp + off, dyp + off, s.at(2 * c), s.at(3 * c), s.at(4 * c), s.at(5 * c), rows, c);
+      const sg = s.view(4 * c, c), sgx = s.view(5 * c, c);
+      const p = s.view(6 * c, c), q = s.view(7 * c, c), r = s.view(8 * c, c);
+      for (let g = 0; g < at.groups; g++) {
+        let A = 0, B = 0;
+        for (let j = g * cg; j < (g + 1) * cg; j++) {
+          // sum over the image of g x^ for channel j
+          const gxhat = rstd[g] * (sgx[j] - mean[g] * sg[j]);
+          dbetaSum[j] += sg[j];
+          dgammaSum[j] += gxhat;
+          A += gammaHost[j] * sg[j];
+          B += gammaHost[j] * gxhat;
+        }
+        const r2 = rstd[g] * rstd[g];
+        for (let j = g * cg; j < (g + 1) * cg; j++) {
+          p[j] = rstd[g] * gammaHost[j];
+          q[j] = (-r2 * B) / m;
+          r[j] = (-rstd[g] * A) / m + (mean[g] * r2 * B) / m;
+        }
       }
-      const r2 = rstd[g] * rstd[g];
-      for (let j = g * cg; j < (g + 1) * cg; j++) {
-        p[j] = rstd[g] * gammaHost[j];
-        q[j] = (-r2 * B) / m;
-        r[j] = (-rstd[g] * A) / m + (mean[g] * r2 * B) / m;
-      }
+      k.grad_apply(xp + off, pre ? pre.ptr : dyp + off, s.at(6 * c), s.at(7 * c), s.at(8 * c), dxp + off, rows, c);
     }
-    k.grad_apply(xp + off, g ? g.ptr : dyp + off, s.at(6 * c), s.at(7 * c), s.at(8 * c), dxp + off, rows, c);
+  } finally {
+    s.free();
+    pre?.free();
   }
-  s.free();
-  g?.free();
   f32(backend, dgamma).set(dgammaSum);
   f32(backend, dbeta).set(dbetaSum);
   return [dx, dgamma, dbeta];

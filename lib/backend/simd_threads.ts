@@ -1,15 +1,17 @@
+import * as wasm from "@tensorflow/tfjs-backend-wasm";
+import * as fs from "fs";
 import * as path from "path";
 import { MessageChannel, MessagePort, Worker } from "worker_threads";
 import { memoryOf, Scratch, SimdModule, WasmBackend } from "./wasm_simd";
 
 // Threads for our SIMD kernels. tfjs-wasm runs its own kernels on the main thread (XNNPACK's convolutions on
-// its pthread pool); ours are called from there too, and a call that splits into parts runs part 0 on the main
-// thread and the others on worker threads that share the engine's memory (only when the engine runs threaded,
-// where that memory is a SharedArrayBuffer). A worker sleeps on a control word in that memory between jobs
+// its pthread pool); ours are called from there too, and a call that is worth splitting runs on the main thread
+// and on worker threads that share the engine's memory at once (only when the engine runs threaded, where that
+// memory is a SharedArrayBuffer). A worker sleeps on a control word in that memory between jobs
 // (Atomics.wait/notify), so an idle pool costs nothing; workers are unref'd and never keep Node alive. Work is
 // shared through an atomic counter (sharedLoop), and a worker must claim a posted job (state 1 -> 4) before it
 // starts: when the main thread finishes all the work first, it withdraws the job (1 -> 0) instead of waiting
-// for a worker that a busy machine has not scheduled yet.
+// for a worker that a busy machine has not scheduled yet (or that never started).
 
 const WORKER_FILE = path.join(__dirname, "simd_worker.js");
 /** Most arguments of one call (the control block holds 64 ints: state, module, function, count, arguments). */
@@ -38,34 +40,27 @@ class Pool {
     }
   }
 
-  /** Runs fn(...parts[i]) for every part, part 0 on this thread; returns when all are done. */
-  run(mod: SimdModule, fn: string, parts: number[][]): void {
-    const posted: PoolWorker[] = [];
-    parts.slice(1).forEach((args, i) => {
-      const w = this.workers[i];
-      if (!w) {
-        // more parts than threads: the rest run here
-        mod.exports[fn](...args);
-        return;
-      }
-      if (args.length > MAX_ARGS) throw new Error(`simd threads: ${fn} has ${args.length} arguments, at most ${MAX_ARGS}`);
+  /** Runs fn(...args) on this thread and on every worker at once; returns when all are done. */
+  run(mod: SimdModule, fn: string, args: number[]): void {
+    if (args.length > MAX_ARGS) throw new Error(`simd threads: ${fn} has ${args.length} arguments, at most ${MAX_ARGS}`);
+    const functions = Object.keys(mod.exports);
+    for (const w of this.workers) {
       if (!w.known.has(mod.id)) {
-        w.port.postMessage({ id: mod.id, module: mod.module, functions: Object.keys(mod.exports) });
+        w.port.postMessage({ id: mod.id, module: mod.module, functions });
         w.known.add(mod.id);
       }
       w.ctl[1] = mod.id;
-      w.ctl[2] = Object.keys(mod.exports).indexOf(fn);
+      w.ctl[2] = functions.indexOf(fn);
       w.ctl[3] = args.length;
       w.ctl.set(args, 4);
       Atomics.store(w.ctl, 0, 1);
       Atomics.notify(w.ctl, 0);
-      posted.push(w);
-    });
+    }
     let failed = false;
     try {
-      mod.exports[fn](...parts[0]);
+      mod.exports[fn](...args);
     } finally {
-      for (const w of posted) {
+      for (const w of this.workers) {
         if (Atomics.compareExchange(w.ctl, 0, 1, 0) === 1) continue;
         let state: number;
         while ((state = Atomics.load(w.ctl, 0)) === 4) Atomics.wait(w.ctl, 0, 4);
@@ -85,8 +80,9 @@ function pool(backend: object): Pool | null {
   if (p === undefined) {
     const shared = typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
     // tfjs-wasm's own thread count: the worker threads it started for XNNPACK, plus the main thread
-    const threads = shared ? (require("@tensorflow/tfjs-backend-wasm") as { getThreadsCount(): number }).getThreadsCount() : 1;
-    p = threads > 1 ? new Pool(backend, threads - 1) : null;
+    const threads = shared ? wasm.getThreadsCount() : 1;
+    // the worker file exists once lib/ is compiled (npm run build)
+    p = threads > 1 && fs.existsSync(WORKER_FILE) ? new Pool(backend, threads - 1) : null;
     pools.set(memory, p);
   }
   return p;
@@ -124,7 +120,10 @@ export function runShared(backend: object, mod: SimdModule, fn: string, args: nu
   const scratch = new Scratch(backend, 2 + 32 * threads);
   const chunk = Math.max(1, Math.ceil(total / (threads * 8)));
   const all = [...args, scratch.at(2), scratch.ptr, chunk, total];
-  if (p && threads > 1) p.run(mod, fn, Array.from({ length: threads }, () => all));
-  else mod.exports[fn](...all);
-  scratch.free();
+  try {
+    if (p) p.run(mod, fn, all);
+    else mod.exports[fn](...all);
+  } finally {
+    scratch.free();
+  }
 }
