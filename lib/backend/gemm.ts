@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { runShared, sharedLoop } from "./simd_threads";
-import { f32, makeOutput, memoryOf, offsetOf, relaxedSimd, Scratch, simdInstance } from "./wasm_simd";
+import { Exports, f32, makeOutput, memoryOf, offsetOf, relaxedSimd, Scratch, simdInstance } from "./wasm_simd";
 
 // Matrix products for the wasm engine in our own WebAssembly SIMD (assembled from the WAT below, see
 // lib/backend/wat.ts): C = A B with B packed into panels of 8 columns, computed in 4 x 8 tiles held in
@@ -403,17 +403,20 @@ function buildSpans(info: tf.backend_util.Conv2DInfo, table: Int32Array): void {
   }
 }
 
-/** out = conv2d(x, filter) (NHWC, filter [kh, kw, cin, cout], no bias): an implicit GEMM over the pixel table. */
-export function conv2dForward(backend: object, x: tf.TensorInfo, filter: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
-  const { inChannels: c, outChannels: n, filterHeight: kh, filterWidth: kw } = info;
-  const taps = kh * kw, pixels = info.batchSize * info.outHeight * info.outWidth, groups = Math.ceil(pixels / 4);
-  const out = makeOutput(backend, info.outShape);
-  const table = pixelTable(backend, info, "forward");
-  const bp = new Scratch(backend, panelCols(n) * taps * c, false), zero = new Scratch(backend, c);
+/**
+ * conv_rows over the pixels of `mode`'s table (output pixels forward, input pixels for the input gradient):
+ * out[p, :] = sum over taps t of src[pixel p reads through t, :] B[t], src with cin channels, B ([taps cin, cout])
+ * packed into panels by `pack`.
+ */
+function implicitGemm(backend: object, info: tf.backend_util.Conv2DInfo, mode: "forward" | "transposed", src: tf.TensorInfo, cin: number, cout: number, outShape: number[], pack: (mod: Exports, bp: number) => void): tf.TensorInfo {
+  const taps = info.filterHeight * info.filterWidth, pixels = outShape[0] * outShape[1] * outShape[2], groups = Math.ceil(pixels / 4);
+  const out = makeOutput(backend, outShape);
+  const table = pixelTable(backend, info, mode);
+  const bp = new Scratch(backend, panelCols(cout) * taps * cin, false), zero = new Scratch(backend, cin);
   try {
-    gemmInstance(backend).exports.pack_b(offsetOf(backend, filter), n * 4, 4, taps * c, n, bp.ptr, 32 * taps * c);
-    const op = offsetOf(backend, out);
-    overGroups(backend, "conv_rows", groups, pixels * n * taps * c, [table.ptr, offsetOf(backend, x), zero.ptr, taps, c * 4, bp.ptr, pixels, n, op, n * 4]);
+    pack(gemmInstance(backend).exports, bp.ptr);
+    const args = [table.ptr, offsetOf(backend, src), zero.ptr, taps, cin * 4, bp.ptr, pixels, cout, offsetOf(backend, out), cout * 4];
+    overGroups(backend, "conv_rows", groups, pixels * cout * taps * cin, args);
   } finally {
     bp.free();
     zero.free();
@@ -421,28 +424,23 @@ export function conv2dForward(backend: object, x: tf.TensorInfo, filter: tf.Tens
   return out;
 }
 
+/** out = conv2d(x, filter) (NHWC, filter [kh, kw, cin, cout], no bias). */
+export function conv2dForward(backend: object, x: tf.TensorInfo, filter: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
+  const { inChannels: c, outChannels: n } = info, k = info.filterHeight * info.filterWidth * c;
+  return implicitGemm(backend, info, "forward", x, c, n, info.outShape, (mod, bp) => mod.pack_b(offsetOf(backend, filter), n * 4, 4, k, n, bp, 32 * k));
+}
+
 /**
  * dx = the input gradient of conv2d (no dilation), NHWC: dx[p, ci] = sum over taps t and output channels co of
- * dy[pixel whose tap t reads p, co] W[t, ci, co], the same implicit GEMM as the forward pass with the pixel table
- * run backwards and B[(t, co), ci] = W[t, ci, co].
+ * dy[pixel whose tap t reads p, co] W[t, ci, co], the forward's implicit GEMM with the pixel table run backwards
+ * and B[(t, co), ci] = W[t, ci, co].
  */
 export function conv2dInputGradient(backend: object, dy: tf.TensorInfo, filter: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
-  const { inChannels: c, outChannels: n, filterHeight: kh, filterWidth: kw } = info;
-  const taps = kh * kw, pixels = info.batchSize * info.inHeight * info.inWidth, groups = Math.ceil(pixels / 4);
-  const out = makeOutput(backend, info.inShape);
-  const table = pixelTable(backend, info, "transposed");
-  const bp = new Scratch(backend, panelCols(c) * taps * n, false), zero = new Scratch(backend, n);
-  try {
-    const mod = gemmInstance(backend).exports, fp = offsetOf(backend, filter);
+  const { inChannels: c, outChannels: n } = info, taps = info.filterHeight * info.filterWidth, fp = offsetOf(backend, filter);
+  return implicitGemm(backend, info, "transposed", dy, n, c, info.inShape, (mod, bp) => {
     // tap t's block of B is W[t] ([ci, co]) transposed: rows co (4 bytes apart), columns ci (4n apart)
-    for (let t = 0; t < taps; t++) mod.pack_b(fp + t * c * n * 4, 4, n * 4, n, c, bp.ptr + t * n * 32, 32 * taps * n);
-    const op = offsetOf(backend, out);
-    overGroups(backend, "conv_rows", groups, pixels * n * taps * c, [table.ptr, offsetOf(backend, dy), zero.ptr, taps, n * 4, bp.ptr, pixels, c, op, c * 4]);
-  } finally {
-    bp.free();
-    zero.free();
-  }
-  return out;
+    for (let t = 0; t < taps; t++) mod.pack_b(fp + t * c * n * 4, 4, n * 4, n, c, bp + t * n * 32, 32 * taps * n);
+  });
 }
 
 /**

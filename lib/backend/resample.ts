@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { hasKernel, makeOutput, offsetOf, simdModule } from "./wasm_simd";
+import { countLoop, hasKernel, makeOutput, offsetOf, simdModule } from "./wasm_simd";
 
 // 2x resampling of NHWC images with the [1,1] filter of EDM's DDPM++: up = nearest neighbour (each pixel to a
 // 2x2 block), down = the mean of each 2x2 block. Each is the other's transpose up to a factor 4 (up^T = 4 down,
@@ -16,22 +16,7 @@ function pixelLoop(name: string, setup: string, body: string, next: string): str
   (func $${name} (param $x i32) (param $y i32) (param $rows i32) (param $w i32) (param $cb i32)
       (local $r i32) (local $j i32) (local $c i32) (local $xp i32) (local $yp i32) (local $rb i32) (local $v v128)
     ${setup}
-    block $rd loop $rl
-      local.get $r local.get $rows i32.ge_u br_if $rd
-      i32.const 0 local.set $j
-      block $jd loop $jl
-        local.get $j local.get $w i32.ge_u br_if $jd
-        i32.const 0 local.set $c
-        block $cd loop $cl
-          local.get $c local.get $cb i32.ge_u br_if $cd
-          ${body}
-          local.get $c i32.const 16 i32.add local.set $c br $cl
-        end end
-        ${next}
-        local.get $j i32.const 1 i32.add local.set $j br $jl
-      end end
-      local.get $r i32.const 1 i32.add local.set $r br $rl
-    end end)`;
+    ${countLoop("$r", "local.get $rows", 1, countLoop("$j", "local.get $w", 1, `${countLoop("$c", "local.get $cb", 16, body)} ${next}`))})`;
 }
 
 const xAt = "local.get $xp local.get $c i32.add";

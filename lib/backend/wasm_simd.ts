@@ -133,19 +133,21 @@ export function rowsFunc(name: string, params: string[], rowPtrs: string[], body
   (func $${name} ${params.map((p) => `(param ${p})`).join(" ")} (param $rows i32) (param $c i32)
     (local $r i32) (local $j i32) (local $cb i32) (local $v v128) (local $s v128) (local $t v128) (local $n v128) ${locals}
     local.get $c i32.const 2 i32.shl local.set $cb
-    block $done loop $row
-      local.get $r local.get $rows i32.ge_u br_if $done
-      i32.const 0 local.set $j
-      block $rowdone loop $col
-        local.get $j local.get $cb i32.ge_u br_if $rowdone
-        ${body}
-        local.get $j i32.const 16 i32.add local.set $j
-        br $col
-      end end
-      ${rowPtrs.map((p) => `local.get ${p} local.get $cb i32.add local.set ${p}`).join("\n      ")}
-      local.get $r i32.const 1 i32.add local.set $r
-      br $row
-    end end)`;
+    ${countLoop("$r", "local.get $rows", 1, `
+      ${countLoop("$j", "local.get $cb", 16, body)}
+      ${rowPtrs.map((p) => `local.get ${p} local.get $cb i32.add local.set ${p}`).join("\n      ")}`)})`;
+}
+
+/** WAT: for (counter = 0; counter < bound; counter += step) body, `bound` an i32 expression. */
+export function countLoop(counter: string, bound: string, step: number, body: string): string {
+  const label = counter.slice(1);
+  return `
+    i32.const 0 local.set ${counter}
+    block $${label}_done loop $${label}_next
+      local.get ${counter} ${bound} i32.ge_u br_if $${label}_done
+      ${body}
+      local.get ${counter} i32.const ${step} i32.add local.set ${counter} br $${label}_next
+    end end`;
 }
 
 /** WAT: the address of the current vector of `ptr` (see rowsFunc), and its load. */
