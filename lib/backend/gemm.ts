@@ -4,13 +4,15 @@ import { Exports, f32, makeOutput, memoryOf, offsetOf, relaxedSimd, Scratch, sim
 
 // Matrix products for the wasm engine in our own WebAssembly SIMD (assembled from the WAT below, see
 // lib/backend/wat.ts): C = A B with B packed into panels of 8 columns, computed in 4 x 8 tiles held in
-// eight f32x4 registers; each step broadcasts one A value per row and multiplies it into one B row.
-// Three ways of reading A share that inner step:
+// eight f32x4 registers; each step broadcasts one A value per row and multiplies it into one B row (one fused
+// multiply-add per register where relaxed SIMD is available). Three ways of reading A share that inner step:
 //   gemm_rows  a strided matrix (row step sI, column step sK, in bytes): plain, transposed and batched matMul;
-//   conv_rows  a convolution's input patches through an indirection table (one pointer per output pixel and
-//              filter tap, or a zero row for padding), so the patch matrix is never written out;
-//   dw_rows    the filter gradient dW[(tap, ci), co] = sum_p x_tap[p, ci] dy[p, co], one pointer per pixel.
-// Each works on a range of 4-row groups [g0, g1), which is how the work is split between threads.
+//   conv_rows  a convolution's input patches through a table of source-pixel offsets per output pixel and filter
+//              tap (or the zero row, in the padding), so the patch matrix is never written out; the same with
+//              the table run backwards gives the input gradient;
+//   dw_rows    the filter gradient dW[(tap, ci), co] = sum_p x_tap[p, ci] dy[p, co], walking the runs of pixels
+//              that one tap reads along one output row.
+// Each works on a range of 4-row groups [g0, g1), which is how the work is shared between threads.
 
 const ROWS = [0, 1, 2, 3];
 const ACC = ROWS.flatMap((r) => [`$c${r}0`, `$c${r}1`]);
