@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { adamUpdate, sumOfSquares } from "../backend/adam_update";
 
 // Adam with its state in the open (moments per parameter, step count) so a checkpoint holds all of it and a
 // resumed run continues bit for bit; tf.train.adam keeps running beta powers that it cannot restore exactly.
@@ -35,20 +36,15 @@ export class Adam {
     const { beta1: b1, beta2: b2, eps, clipNorm } = this.cfg;
     this.step += 1;
     const t = this.step;
-    const norm = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))).dataSync()[0]);
+    const norm = Math.sqrt(sumOfSquares(grads));
     const scale = clipNorm > 0 && norm > clipNorm ? clipNorm / norm : 1;
-    tf.tidy(() => {
-      this.params.forEach((p, i) => {
-        const g = scale === 1 ? grads[i] : tf.mul(grads[i], scale);
-        // m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
-        const m = tf.add(tf.mul(this.m[i], b1), tf.mul(g, 1 - b1));
-        const v = tf.add(tf.mul(this.v[i], b2), tf.mul(tf.square(g), 1 - b2));
-        this.m[i].assign(m);
-        this.v[i].assign(v);
-        // p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)   (PyTorch's form)
-        const denom = tf.add(tf.div(tf.sqrt(v), Math.sqrt(1 - b2 ** t)), eps);
-        p.assign(tf.sub(p, tf.mul(tf.div(m, denom), lr / (1 - b1 ** t))));
-      });
+    const config = { beta1: b1, beta2: b2, eps, stepSize: lr / (1 - b1 ** t), biasCorrection2: Math.sqrt(1 - b2 ** t), gradScale: scale };
+    this.params.forEach((p, i) => {
+      const [p1, m1, v1] = adamUpdate(p, this.m[i], this.v[i], grads[i], config);
+      this.m[i].assign(m1);
+      this.v[i].assign(v1);
+      p.assign(p1);
+      tf.dispose([p1, m1, v1]);
     });
     return norm;
   }
