@@ -1,0 +1,268 @@
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as tf from "@tensorflow/tfjs";
+import type * as Ort from "onnxruntime-node";
+import { fromRoot } from "../core/paths";
+import { nvidiaGpu } from "./nvidia";
+import { ExportSpec, traceOnnx, writeOnnx } from "./onnx_export";
+
+// Frozen networks through onnxruntime-node. A network that runs many times without changing (the teacher
+// inside an ODE solver, the feature extractor of FID, a perceptual distance under evaluation) is exported once
+// per input shape from its own forward (onnx_export.ts), cached on disk, and run by onnxruntime, next to tfjs
+// in the same process. D2G_INFER=tfjs keeps everything on tfjs; onnxruntime-node is a regular dependency, so
+// otherwise it is used whenever it loads.
+
+export const INFERENCE_ENGINES = ["onnxruntime", "tfjs"] as const;
+export type InferenceEngineName = (typeof INFERENCE_ENGINES)[number];
+
+export interface InferenceInfo {
+  engine: InferenceEngineName;
+  /** onnxruntime-node's version. */
+  version?: string;
+  /** onnxruntime's execution provider: "cpu", or "cuda" where its CUDA provider is installed and a GPU is seen. */
+  provider?: "cpu" | "cuda";
+  /** onnxruntime's intra-op threads. */
+  threads?: number;
+  /** Why tfjs runs inference (D2G_INFER=tfjs, or onnxruntime-node does not load). */
+  reason?: string;
+}
+
+let ort: typeof Ort | undefined;
+/** The answer of inferenceInfo, for the environment it was given in. */
+let info: { env: string; info: InferenceInfo } | undefined;
+
+function ortThreads(): number {
+  const env = process.env.D2G_ORT_THREADS;
+  if (env === undefined || env === "") return os.availableParallelism();
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`D2G_ORT_THREADS="${env}": expected a positive integer`);
+  return n;
+}
+
+/** The CUDA provider is not in onnxruntime-node's package: its install script adds it on request (environment.md). */
+function cudaProviderInstalled(): boolean {
+  const dir = path.join(path.dirname(require.resolve("onnxruntime-node/package.json")), "bin", "napi-v6", process.platform, process.arch);
+  return fs.existsSync(path.join(dir, "libonnxruntime_providers_cuda.so"));
+}
+
+/**
+ * Which engine runs frozen networks: D2G_INFER (onnxruntime or tfjs; onnxruntime fails loudly when it does not
+ * load), else onnxruntime when onnxruntime-node loads. D2G_ORT_PROVIDER=cpu keeps onnxruntime off the GPU.
+ */
+export function inferenceInfo(): InferenceInfo {
+  const env = ["D2G_INFER", "D2G_ORT_PROVIDER", "D2G_ORT_THREADS"].map((k) => process.env[k] ?? "").join("|");
+  if (info?.env !== env) info = { env, info: detect() };
+  return info.info;
+}
+
+function detect(): InferenceInfo {
+  const want = process.env.D2G_INFER ?? "";
+  if (want !== "" && !(INFERENCE_ENGINES as readonly string[]).includes(want)) {
+    throw new Error(`D2G_INFER="${want}" is not an inference engine; valid: ${INFERENCE_ENGINES.join(", ")}`);
+  }
+  if (want === "tfjs") return { engine: "tfjs", reason: "D2G_INFER=tfjs" };
+  try {
+    ort = require("onnxruntime-node") as typeof Ort;
+  } catch (e) {
+    const why = `onnxruntime-node does not load: ${(e as Error).message.split("\n")[0]}`;
+    if (want === "onnxruntime") throw new Error(`D2G_INFER=onnxruntime: ${why}`);
+    return { engine: "tfjs", reason: why };
+  }
+  const provider = process.env.D2G_ORT_PROVIDER;
+  if (provider !== undefined && provider !== "" && provider !== "cpu" && provider !== "cuda") {
+    throw new Error(`D2G_ORT_PROVIDER="${provider}": expected cpu or cuda`);
+  }
+  const cuda = provider === "cuda" || (provider !== "cpu" && nvidiaGpu() !== undefined && cudaProviderInstalled());
+  return { engine: "onnxruntime", version: ort.env.versions.node, provider: cuda ? "cuda" : "cpu", threads: ortThreads() };
+}
+
+/** "onnxruntime-node 1.30.0 (cpu, 2 threads)" or "tfjs (D2G_INFER=tfjs)". */
+export function formatInference(i: InferenceInfo): string {
+  if (i.engine === "tfjs") return `tfjs${i.reason ? ` (${i.reason})` : ""}`;
+  return `onnxruntime-node ${i.version} (${i.provider}, ${i.threads} thread${i.threads === 1 ? "" : "s"})`;
+}
+
+function sessionOptions(i: InferenceInfo): Ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: i.provider === "cuda" ? ["cuda", "cpu"] : ["cpu"],
+    intraOpNumThreads: i.threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: "all",
+    executionMode: "sequential",
+    extra: {
+      // idle onnxruntime threads would otherwise spin for a while after each run, on the cores tfjs is about to use
+      session: { intra_op: { allow_spinning: "0" } },
+      // onnxruntime 1.30's FastGeluFusion, run after its common-subexpression elimination, deletes a node that
+      // another still reads when one tensor goes through both GELU forms: the model then fails to load
+      optimization: { disable_specified_optimizers: "FastGeluFusion" },
+    },
+  };
+}
+
+let libraryHash: string | undefined;
+
+/** A hash of the compiled library: an exported model is only reused by the code that exported it. */
+function libraryVersion(): string {
+  if (libraryHash) return libraryHash;
+  const h = crypto.createHash("sha256");
+  const walk = (dir: string): void => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith(".js")) h.update(e.name).update(fs.readFileSync(p));
+    }
+  };
+  walk(path.join(__dirname, ".."));
+  h.update(`tfjs ${tf.version_core}`);
+  return (libraryHash = h.digest("hex"));
+}
+
+/** Where exported models are cached: D2G_ONNX_CACHE, else runs/onnx (git-ignored). */
+export function onnxCacheDir(): string {
+  return process.env.D2G_ONNX_CACHE || fromRoot("runs", "onnx");
+}
+
+export interface FrozenSpec extends Omit<ExportSpec, "inputs"> {
+  /** Names of the graph inputs, in the order `run` takes them. */
+  inputs: string[];
+  /** Run at most this many samples per call of the exported model (axis 0 of every input and output is the batch). */
+  maxBatch?: number;
+}
+
+export interface FrozenTimings {
+  /** Milliseconds spent tracing and writing models (0 when every model came from the cache). */
+  exportMs: number;
+  /** Milliseconds spent creating onnxruntime sessions. */
+  sessionMs: number;
+}
+
+const ORT_DTYPES = { float32: Float32Array, int32: Int32Array, bool: Uint8Array } as const;
+
+/**
+ * A frozen network's forward as a function of tensors: `run` gives what `spec.fn` would, computed by onnxruntime
+ * when it is the inference engine (one exported model and session per distinct input shape), by tfjs otherwise.
+ * The variables must not change while it is in use: if one is reassigned, the next run exports again.
+ */
+export class FrozenForward {
+  readonly engine: InferenceEngineName;
+  readonly timings: FrozenTimings = { exportMs: 0, sessionMs: 0 };
+  private readonly sessions = new Map<string, Promise<Ort.InferenceSession>>();
+  private weights?: { hash: string; ids: object[] };
+
+  constructor(readonly spec: FrozenSpec) {
+    this.engine = inferenceInfo().engine;
+  }
+
+  /** The outputs for these inputs, new tensors the caller disposes. */
+  async run(inputs: tf.Tensor[]): Promise<tf.Tensor[]> {
+    if (inputs.length !== this.spec.inputs.length) {
+      throw new Error(`${this.spec.name}: expected ${this.spec.inputs.length} inputs (${this.spec.inputs.join(", ")}), got ${inputs.length}`);
+    }
+    if (this.engine === "tfjs") {
+      return tf.tidy(() => {
+        const y = this.spec.fn(...inputs);
+        return Array.isArray(y) ? y : [y];
+      });
+    }
+    const n = inputs[0].shape[0];
+    const max = this.spec.maxBatch ?? Infinity;
+    if (n <= max) return this.runOrt(inputs);
+    // chunks of maxBatch; the last is padded with copies of its final sample, and the padding dropped again
+    const parts: tf.Tensor[][] = [];
+    for (let at = 0; at < n; at += max) {
+      const m = Math.min(max, n - at);
+      const chunk = inputs.map((x) => tf.tidy(() => {
+        const c = tf.slice(x, at, m);
+        return m === max ? c : tf.concat([c, tf.tile(tf.slice(x, n - 1, 1), [max - m, ...x.shape.slice(1).map(() => 1)])]);
+      }));
+      const out = await this.runOrt(chunk);
+      tf.dispose(chunk);
+      parts.push(m === max ? out : out.map((y) => tf.tidy(() => tf.slice(y, 0, m))));
+      if (m !== max) tf.dispose(out);
+    }
+    const joined = parts[0].map((_, k) => tf.concat(parts.map((p) => p[k])));
+    tf.dispose(parts.flat());
+    return joined;
+  }
+
+  private async runOrt(inputs: tf.Tensor[]): Promise<tf.Tensor[]> {
+    const session = await this.session(inputs);
+    const feeds: Record<string, Ort.Tensor> = {};
+    for (let k = 0; k < inputs.length; k++) {
+      const x = inputs[k];
+      const data = await x.data();
+      const dtype = x.dtype as keyof typeof ORT_DTYPES;
+      if (!(dtype in ORT_DTYPES)) throw new Error(`${this.spec.name}: input '${this.spec.inputs[k]}' has dtype ${x.dtype}`);
+      feeds[this.spec.inputs[k]] = new ort!.Tensor(dtype, data as InstanceType<(typeof ORT_DTYPES)[typeof dtype]>, x.shape);
+    }
+    const out = await session.run(feeds);
+    return this.spec.outputs.map((name) => {
+      const y = out[name];
+      return tf.tensor(y.data as Float32Array | Int32Array | Uint8Array, y.dims as number[], y.type === "bool" ? "bool" : (y.type as "float32" | "int32"));
+    });
+  }
+
+  /** Hash of the variables (names, shapes, values), remembered with the data ids it was computed for. */
+  private weightsHash(): string {
+    const ids = this.spec.variables.map(([, v]) => v.dataId);
+    if (this.weights && this.weights.ids.every((id, i) => id === ids[i])) return this.weights.hash;
+    if (this.weights) {
+      void release([...this.sessions.values()]);
+      this.sessions.clear();
+    }
+    const h = crypto.createHash("sha256");
+    for (const [name, v] of this.spec.variables) {
+      const data = v.dataSync();
+      h.update(`${name}:${v.dtype}:${v.shape}`).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    }
+    this.weights = { hash: h.digest("hex"), ids };
+    return this.weights.hash;
+  }
+
+  private session(inputs: tf.Tensor[]): Promise<Ort.InferenceSession> {
+    const shapes = inputs.map((x, k) => `${this.spec.inputs[k]}:${x.dtype}[${x.shape}]`).join(";");
+    const weights = this.weightsHash();
+    const key = crypto.createHash("sha256").update(`${libraryVersion()}|${this.spec.name}|${this.spec.outputs}|${weights}|${shapes}`).digest("hex");
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = this.createSession(key, inputs);
+      this.sessions.set(key, s);
+      s.catch(() => this.sessions.delete(key));
+    }
+    return s;
+  }
+
+  private async createSession(key: string, inputs: tf.Tensor[]): Promise<Ort.InferenceSession> {
+    const file = path.join(onnxCacheDir(), `${this.spec.name.replace(/[^A-Za-z0-9._-]+/g, "_")}-${key.slice(0, 16)}.onnx`);
+    if (!fs.existsSync(file)) {
+      const t0 = performance.now();
+      const graph = traceOnnx({ ...this.spec, inputs: this.spec.inputs.map((name, k) => [name, inputs[k]]) });
+      writeOnnx(file, graph);
+      this.timings.exportMs += performance.now() - t0;
+    }
+    const t1 = performance.now();
+    try {
+      return await ort!.InferenceSession.create(file, sessionOptions(inferenceInfo()));
+    } catch (e) {
+      throw new Error(`${file}: onnxruntime cannot load the exported '${this.spec.name}': ${(e as Error).message}`);
+    } finally {
+      this.timings.sessionMs += performance.now() - t1;
+    }
+  }
+
+  /** Releases the onnxruntime sessions (native memory); the next run creates them again. */
+  async dispose(): Promise<void> {
+    await release([...this.sessions.values()]);
+    this.sessions.clear();
+  }
+}
+
+/** Release sessions, including those still being created; one that failed to start has nothing to release. */
+async function release(sessions: Array<Promise<Ort.InferenceSession>>): Promise<void> {
+  for (const s of sessions) {
+    const session = await s.catch(() => undefined);
+    await session?.release();
+  }
+}
