@@ -14,10 +14,10 @@ const D: Denoiser = (x, s, c) =>
     const mu = tf.reshape(tf.argMax(c!, 1).toFloat(), [-1, 1, 1, 1]);
     return tf.add(tf.mul(tf.sub(x, mu), 0.25 / (0.25 + s * s)), mu) as tf.Tensor4D;
   });
-const teacher: PairTeacher = (z, c) => {
+const teacher: PairTeacher = async (z, c) => {
   const sig = edmSigmas(6);
   const x0 = tf.mul(z, sig[0]) as tf.Tensor4D;
-  const r = sampleOde(D, x0, { sigmas: sig, method: "heun", cond: c });
+  const r = await sampleOde(D, x0, { sigmas: sig, method: "heun", cond: c });
   x0.dispose();
   return { x: r.x, nfe: r.nfe };
 };
@@ -29,18 +29,18 @@ const condition: ConditionFn = (rng) => {
 const REC: PairRecord = { teacher: "gaussian-test", sampler: "heun", steps: 6, guidance: 1, seed: 5, count: 10, shardSize: 3, zShape: [4, 4, 2], cDim: 3 };
 const tmp = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `d2g-pairs-${tag}-`));
 
-test("ODE pairs: a killed, sharded generation resumes to exactly the uninterrupted dataset", () => {
+test("ODE pairs: a killed, sharded generation resumes to exactly the uninterrupted dataset", async () => {
   const a = tmp("a");
-  generatePairs(a, REC, teacher, condition, { batch: 2 });
+  await generatePairs(a, REC, teacher, condition, { batch: 2 });
   const ma = mergePairs(a, REC);
   assert.equal(ma.shards.length, 4);
   assert.equal(ma.teacherEvals, 10 * 11); // 6 levels ending at 0: 2*6 - 1 evaluations a sample
 
   const b = tmp("b");
-  assert.throws(() => generatePairs(b, REC, teacher, condition, { batch: 2, afterShard: (k) => { if (k === 1) throw new Error("killed"); } }), /killed/);
+  await assert.rejects(generatePairs(b, REC, teacher, condition, { batch: 2, afterShard: (k) => { if (k === 1) throw new Error("killed"); } }), /killed/);
   assert.throws(() => mergePairs(b, REC), /shard 2 of 4 .* is missing/);
-  generatePairs(b, REC, teacher, condition, { batch: 3, shard: { index: 1, of: 2 } });
-  generatePairs(b, REC, teacher, condition, { batch: 3, shard: { index: 0, of: 2 } });
+  await generatePairs(b, REC, teacher, condition, { batch: 3, shard: { index: 1, of: 2 } });
+  await generatePairs(b, REC, teacher, condition, { batch: 3, shard: { index: 0, of: 2 } });
   mergePairs(b, REC);
 
   const pa = OdePairs.open(a);
@@ -67,10 +67,10 @@ test("ODE pairs: a killed, sharded generation resumes to exactly the uninterrupt
   fs.rmSync(a, { recursive: true });
 });
 
-test("ODE pairs: invalid shard split and a changed record are refused", () => {
+test("ODE pairs: invalid shard split and a changed record are refused", async () => {
   const a = tmp("c");
-  assert.throws(() => generatePairs(a, REC, teacher, condition, { batch: 2, shard: { index: 2, of: 2 } }), /shard 2\/2 is not valid/);
-  generatePairs(a, { ...REC, count: 3 }, teacher, condition, { batch: 3 });
-  assert.throws(() => generatePairs(a, { ...REC, count: 3, seed: 6 }, teacher, condition, { batch: 3 }), /another generation record/);
+  await assert.rejects(generatePairs(a, REC, teacher, condition, { batch: 2, shard: { index: 2, of: 2 } }), /shard 2\/2 is not valid/);
+  await generatePairs(a, { ...REC, count: 3 }, teacher, condition, { batch: 3 });
+  await assert.rejects(generatePairs(a, { ...REC, count: 3, seed: 6 }, teacher, condition, { batch: 3 }), /another generation record/);
   fs.rmSync(a, { recursive: true });
 });

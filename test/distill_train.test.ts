@@ -18,14 +18,14 @@ import { regressionLoss } from "../lib/distill/regression";
 const TINY: SongUNetConfig = { imgResolution: 8, inChannels: 3, outChannels: 3, labelDim: 3, augmentDim: 0, modelChannels: 8, channelMult: [1, 2], channelMultEmb: 2, numBlocks: 1, attnResolutions: [4], dropout: 0 };
 const tmp = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `d2g-${tag}-`));
 
-function tinyPairs(teacher: SongUNet): OdePairs {
+async function tinyPairs(teacher: SongUNet): Promise<OdePairs> {
   const dir = tmp("pairs");
   const rec: PairRecord = { teacher: "tiny", sampler: "heun", steps: 4, guidance: 1, seed: 1, count: 8, shardSize: 8, zShape: [8, 8, 3], cDim: 3 };
   const D = edmDenoiser(rawNetOf(teacher));
-  generatePairs(dir, rec, (z, c) => {
+  await generatePairs(dir, rec, async (z, c) => {
     const sig = edmSigmas(4);
     const x0 = tf.mul(z, sig[0]) as tf.Tensor4D;
-    const r = sampleOde(D, x0, { sigmas: sig, method: "heun", cond: c });
+    const r = await sampleOde(D, x0, { sigmas: sig, method: "heun", cond: c });
     x0.dispose();
     return { x: r.x, nfe: r.nfe };
   }, (rng) => { const c = [0, 0, 0]; c[rng.int(3)] = 1; return c; }, { batch: 8 });
@@ -36,7 +36,7 @@ function tinyPairs(teacher: SongUNet): OdePairs {
 test("Diffusion2GAN trains through both phases, evaluates on schedule, counts evaluations and resumes exactly", async () => {
   await initEngine({ quiet: true });
   const teacher = new SongUNet(TINY, new Rng(3));
-  const pairs = tinyPairs(teacher);
+  const pairs = await tinyPairs(teacher);
   assert.equal(pairs.manifest.teacherEvals, 8 * 7);
   const cfg = { ...D2G_DEFAULTS, batch: 4, regressionSteps: 2, ganSteps: 2, r1Every: 2, ckptEvery: 2 };
   const evals: number[] = [];

@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   if (s && !m) throw new Error(`--shard ${s}: expected i/n, e.g. 0/4`);
   const shard = m ? { index: Number(m[1]), of: Number(m[2]) } : undefined;
   const { net, spec } = loadCifarTeacher(scale);
-  const { dir, manifest } = makeCifarPairs(CONFIGS[scale], scale, net, spec, shard);
+  const { dir, manifest } = await makeCifarPairs(CONFIGS[scale], scale, net, spec, shard);
   console.log(manifest ? `${dir}: ${manifest.count} pairs in ${manifest.shards.length} shards, ${manifest.teacherEvals} teacher evaluations` : `${dir}: share ${s} done`);
 }
 

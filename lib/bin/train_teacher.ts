@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   await saveFigure("teacher_loss", lineFigure(`CIFAR-10 16x16 teacher: EDM loss (${engine.engine})`, [{ name: "EDM loss", x: result.history.map((h) => h.step), y: result.history.map((h) => h.loss) }], { x: "step", y: "loss", logY: true }));
   const { net } = loadCifarTeacher("cpu");
   const { z, labels } = fixedNoise(8, 16);
-  const { x, nfe } = teacherSamples(net, z, labels);
+  const { x, nfe } = await teacherSamples(net, z, labels);
   await saveImageGrid("teacher_samples", x, { cols: 10 });
   console.log(`teacher: ${cfg.steps} steps (${result.history.length - result.resumedFrom} in this session, ${result.secondsPerStep.toFixed(3)} s/step on ${engine.engine}), Heun ${nfe} evaluations per sample`);
   await closeFigures();

@@ -105,7 +105,7 @@ function cifarReference(test: Cifar10, size: 16 | 32, n: number): ImageDataset {
 }
 
 /** FID of a sampler against the reference, on fixed noise and uniformly cycling class labels. */
-async function fidOf(sample: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D, n: number, res: number, ref: ImageDataset, net: FeatureNet): Promise<number> {
+async function fidOf(sample: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D | Promise<tf.Tensor4D>, n: number, res: number, ref: ImageDataset, net: FeatureNet): Promise<number> {
   const r = await evaluate({ stream: classCycledSamples(sample, n, res, new Rng(999), 50), count: n }, ref, { net, batchSize: 100 });
   return r.fid.value;
 }
@@ -122,7 +122,7 @@ export function cifarPairsDir(cfg: ConvergenceConfig, scale: Scale, spec: Teache
 }
 
 /** Generate (this process's share of) the ODE pairs and, when all shards exist, merge them. */
-export function makeCifarPairs(cfg: ConvergenceConfig, scale: Scale, teacher: SongUNet, spec: TeacherSpec, shard?: { index: number; of: number }): { dir: string; manifest?: PairManifest } {
+export async function makeCifarPairs(cfg: ConvergenceConfig, scale: Scale, teacher: SongUNet, spec: TeacherSpec, shard?: { index: number; of: number }): Promise<{ dir: string; manifest?: PairManifest }> {
   const { dir, rec } = cifarPairsDir(cfg, scale, spec);
   // the class is drawn uniformly from the sample's own RNG, so any shard split gives the same pairs
   const condition = (rng: Rng) => {
@@ -130,7 +130,7 @@ export function makeCifarPairs(cfg: ConvergenceConfig, scale: Scale, teacher: So
     c[rng.int(10)] = 1;
     return c;
   };
-  generatePairs(dir, rec, (z, c) => teacherSamples(teacher, z, c, cfg.teacherLevels), condition, { batch: cfg.pairBatch, shard });
+  await generatePairs(dir, rec, (z, c) => teacherSamples(teacher, z, c, cfg.teacherLevels), condition, { batch: cfg.pairBatch, shard });
   if (shard && shard.of > 1) return { dir };
   return { dir, manifest: mergePairs(dir, rec) };
 }
@@ -149,13 +149,13 @@ export async function run(cfg: ConvergenceConfig = byScale(CONFIGS), scale: Scal
   const t0 = Date.now();
 
   // 1. ODE pairs from the teacher (resumable, in runs/; `npm run pairs` makes them in shards across processes)
-  const { dir, manifest } = makeCifarPairs(cfg, scale, teacher, spec);
+  const { dir, manifest } = await makeCifarPairs(cfg, scale, teacher, spec);
   if (!manifest) throw new Error("unreachable: an unsharded generation always merges");
   const pairs = OdePairs.open(dir);
   const tPairs = (Date.now() - t0) / 1000;
 
   const teacherNfe = 2 * cfg.teacherLevels - 1;
-  const teacherFid = await fidOf((z, c) => teacherSamples(teacher, z, c, cfg.teacherLevels).x, cfg.evalSamples, res, ref, fnet);
+  const teacherFid = await fidOf(async (z, c) => (await teacherSamples(teacher, z, c, cfg.teacherLevels)).x, cfg.evalSamples, res, ref, fnet);
   const lpipsLoss = regressionLoss("lpips", { lpips: lpips.lpips, lpipsSize: cfg.lpipsSize });
   const points: ConvergencePoint[] = [];
 
@@ -184,7 +184,7 @@ export async function run(cfg: ConvergenceConfig = byScale(CONFIGS), scale: Scal
   // 4. samples of all three from the same noise
   const { z, labels } = fixedNoise(4, res);
   const samples = {
-    teacher: teacherSamples(teacher, z, labels, cfg.teacherLevels).x,
+    teacher: (await teacherSamples(teacher, z, labels, cfg.teacherLevels)).x,
     d2g: generate(g.generator, z, labels, cfg.d2g.sigmaG),
     cd: consistencySample(c.student, z, labels, cfg.cd, 1),
   };
