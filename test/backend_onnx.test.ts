@@ -8,7 +8,7 @@ import "@tensorflow/tfjs-backend-wasm";
 import * as ort from "onnxruntime-node";
 import { encodeOnnx, ExportSpec, traceOnnx, writeOnnx } from "../lib/backend/onnx_export";
 import { reshapeLayout } from "../lib/backend/onnx_graph";
-import { FrozenForward, inferenceInfo } from "../lib/backend/onnx_runtime";
+import { benchOnnxForward, FrozenForward, inferenceInfo } from "../lib/backend/onnx_runtime";
 import { Rng } from "../lib/core/random";
 import { FidInceptionV3 } from "../lib/metrics/inception";
 import { Module } from "../lib/nn/module";
@@ -310,4 +310,19 @@ test("layouts: a reshape that splits or merges axes runs on NCHW data without a 
   assert.deepEqual(reshapeLayout([2, 4, 4, 24], [0, 3, 1, 2], [2, 16, 8, 3]), { shape: [2, 8, 3, 16], perm: [0, 2, 3, 1] });
   // merging h with c is not a view of NCHW data
   assert.equal(reshapeLayout([2, 4, 4, 8], [0, 3, 1, 2], [2, 4, 32]), undefined);
+});
+
+test("captured tensors become initializers and are computed with at run time; the bench hook times a closure", async () => {
+  const net = new Vgg16(new Rng(28), { width: 1 / 32 });
+  const x = normal([2, 32, 32, 3], 29);
+  // nothing declared: the network's variables and the input are captured
+  const g = traceOnnx({ name: "closure", variables: [], inputs: [], outputs: ["y"], fn: () => net.forward(x) });
+  const captured = g.initializers.filter((t) => t.name.startsWith("captured_"));
+  assert.equal(captured.length, net.namedVariables().length + 1, "every weight and the input");
+  assert.ok(g.nodes.some((n) => n.op === "Conv"), "a captured input is not folded into a constant");
+  const ms = await benchOnnxForward(() => net.forward(x), 3);
+  assert.equal(ms.length, 3);
+  assert.ok(ms.every((t) => t > 0));
+  x.dispose();
+  net.dispose();
 });

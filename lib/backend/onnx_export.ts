@@ -16,49 +16,63 @@ import { ExternalPlacement, initializerBytes, modelProto, OnnxData, OnnxGraph, O
 
 const TRACE_BACKEND = "onnx-trace";
 
-/** A cpu backend under another name; its data store keeps traced tensors apart from the engine's. */
+/**
+ * A cpu backend under another name; its data store keeps traced tensors apart from the engine's. It notes the
+ * data written while a trace runs: those tensors were made by the forward itself, everything else was captured.
+ */
 class TraceBackend extends MathBackendCPU {
   constructor() {
     super();
     // the cpu backend greets its first write in Node with advice to install tfjs-node, which is noise here
     Object.assign(this, { firstUse: false });
   }
+  override write(values: tf.backend_util.BackendValues, shape: number[], dtype: tf.DataType): DataId {
+    const id = super.write(values, shape, dtype);
+    active?.created.add(id);
+    return id;
+  }
 }
 
 type DataId = object;
 
-/** The trace in progress: which tfjs data hold which graph value. */
+/**
+ * The trace in progress: which tfjs data hold which graph value. Tensors the forward captures from outside (the
+ * module's variables, anything else made before the trace) enter the graph as initializers, under their
+ * state-dict names where given; tensors the forward makes from nothing (scalars, ranges, masks) are constants,
+ * and kernels over constants only are folded.
+ */
 class Trace {
   readonly g = new GraphBuilder();
-  /** Data produced by recorded kernels, the graph inputs, and parameters once used: name and layout. */
+  /** Data produced by recorded kernels, the graph inputs, and initializers once used: name and layout. */
   readonly names = new Map<DataId, { name: string; perm: number[] }>();
-  /** Parameters by data, named as in the state dict; they become initializers when first used. */
+  /** State-dict names of parameters, by data. */
   readonly params = new Map<DataId, string>();
+  /** Data written during the trace. */
+  readonly created = new Set<DataId>();
   /** Constants already stored, by data. */
   readonly consts = new Map<DataId, string>();
+  private captured = 0;
   constructor(readonly backend: TraceBackend) {}
 
-  /** Whether a tensor depends on the graph's inputs or parameters (otherwise it is a constant). */
+  /** Whether a tensor is (or depends on) a graph input or an initializer, rather than a constant. */
   isGraphValue(t: tf.TensorInfo): boolean {
-    return this.names.has(t.dataId) || this.params.has(t.dataId);
+    return this.names.has(t.dataId) || !this.created.has(t.dataId);
   }
 
-  /** The graph value of a tensor, in its layout; parameters and constants enter the graph on first use. */
+  /** The graph value of a tensor, in its layout; initializers and constants enter the graph on first use. */
   value(t: tf.TensorInfo): GraphValue {
     const dtype = onnxDType(t.dtype, `a tensor of shape [${t.shape}]`);
     const perm = identityPerm(t.shape.length);
-    const known = this.names.get(t.dataId);
+    const known = this.names.get(t.dataId) ?? (this.consts.has(t.dataId) ? { name: this.consts.get(t.dataId)!, perm } : undefined);
     if (known) return { name: known.name, shape: t.shape, dtype, perm: known.perm };
-    const constant = this.consts.get(t.dataId);
-    if (constant) return { name: constant, shape: t.shape, dtype, perm };
     const data = this.backend.readSync(t.dataId) as OnnxData;
-    const param = this.params.get(t.dataId);
-    if (param !== undefined) {
-      this.names.set(t.dataId, { name: this.g.initializer({ name: param, dtype, shape: t.shape, data }), perm });
-      return { name: param, shape: t.shape, dtype, perm };
+    if (this.created.has(t.dataId)) {
+      const name = this.g.constant(dtype, t.shape, data);
+      this.consts.set(t.dataId, name);
+      return { name, shape: t.shape, dtype, perm };
     }
-    const name = this.g.constant(dtype, t.shape, data);
-    this.consts.set(t.dataId, name);
+    const name = this.g.initializer({ name: this.params.get(t.dataId) ?? `captured_${this.captured++}`, dtype, shape: t.shape, data });
+    this.names.set(t.dataId, { name, perm });
     return { name, shape: t.shape, dtype, perm };
   }
 }
@@ -86,9 +100,8 @@ function recording(kernel: string): tf.KernelFunc {
     const inputs = args.inputs as Record<string, tf.TensorInfo>;
     const attrs = (args.attrs ?? {}) as Record<string, unknown>;
     const infos = Object.values(inputs).filter((t): t is tf.TensorInfo => t !== undefined && t !== null);
-    const graphValued = infos.some((t) => trace.isGraphValue(t));
     // a kernel of constants is itself a constant: folded here
-    if (!graphValued) return cpu(args);
+    if (!infos.some((t) => trace.isGraphValue(t))) return cpu(args);
     if (!emit) {
       throw new Error(
         `ONNX export: tfjs kernel '${kernel}' (run by ${callSite()}) has no ONNX translation. ` +
@@ -159,7 +172,10 @@ function switchTo(name: string): void {
 export interface ExportSpec {
   /** Names the graph (and the cached model file). */
   name: string;
-  /** Parameters by state-dict name (Module.namedVariables()); those the forward uses become the initializers. */
+  /**
+   * Parameters by state-dict name (Module.namedVariables()): those the forward uses become initializers of these
+   * names. Other tensors it captures from outside become initializers too, named captured_0, captured_1, ...
+   */
   variables: Array<[string, tf.Tensor]>;
   /** Graph inputs by name, with example values: their shapes and dtypes are the graph's. */
   inputs: Array<[string, tf.Tensor]>;

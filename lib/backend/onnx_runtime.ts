@@ -64,7 +64,7 @@ function detect(): InferenceInfo {
   }
   if (want === "tfjs") return { engine: "tfjs", reason: "D2G_INFER=tfjs" };
   try {
-    ort = require("onnxruntime-node") as typeof Ort;
+    loadOrt();
   } catch (e) {
     const why = `onnxruntime-node does not load: ${(e as Error).message.split("\n")[0]}`;
     if (want === "onnxruntime") throw new Error(`D2G_INFER=onnxruntime: ${why}`);
@@ -75,7 +75,11 @@ function detect(): InferenceInfo {
     throw new Error(`D2G_ORT_PROVIDER="${provider}": expected cpu or cuda`);
   }
   const cuda = provider === "cuda" || (provider !== "cpu" && nvidiaGpu() !== undefined && cudaProviderInstalled());
-  return { engine: "onnxruntime", version: ort.env.versions.node, provider: cuda ? "cuda" : "cpu", threads: ortThreads() };
+  return { engine: "onnxruntime", version: loadOrt().env.versions.node, provider: cuda ? "cuda" : "cpu", threads: ortThreads() };
+}
+
+function loadOrt(): typeof Ort {
+  return (ort ??= require("onnxruntime-node") as typeof Ort);
 }
 
 /** "onnxruntime-node 1.30.0 (cpu, 2 threads)" or "tfjs (D2G_INFER=tfjs)". */
@@ -195,7 +199,7 @@ export class FrozenForward {
       const data = await x.data();
       const dtype = x.dtype as keyof typeof ORT_DTYPES;
       if (!(dtype in ORT_DTYPES)) throw new Error(`${this.spec.name}: input '${this.spec.inputs[k]}' has dtype ${x.dtype}`);
-      feeds[this.spec.inputs[k]] = new ort!.Tensor(dtype, data as InstanceType<(typeof ORT_DTYPES)[typeof dtype]>, x.shape);
+      feeds[this.spec.inputs[k]] = new (loadOrt().Tensor)(dtype, data as InstanceType<(typeof ORT_DTYPES)[typeof dtype]>, x.shape);
     }
     const out = await session.run(feeds);
     return this.spec.outputs.map((name) => {
@@ -244,7 +248,7 @@ export class FrozenForward {
     }
     const t1 = performance.now();
     try {
-      return await ort!.InferenceSession.create(file, sessionOptions(inferenceInfo()));
+      return await loadOrt().InferenceSession.create(file, sessionOptions(inferenceInfo()));
     } catch (e) {
       throw new Error(`${file}: onnxruntime cannot load the exported '${this.spec.name}': ${(e as Error).message}`);
     } finally {
@@ -265,4 +269,30 @@ async function release(sessions: Array<Promise<Ort.InferenceSession>>): Promise<
     const session = await s.catch(() => undefined);
     await session?.release();
   }
+}
+
+/**
+ * The bench's "ONNX Runtime forward" column (lib/bin/bench.ts): export `forward` (a closure over its network and
+ * input, which become initializers), run it `reps` times in onnxruntime after two warm-up runs, and return the
+ * milliseconds of each run. onnxruntime-node must load, whatever D2G_INFER says.
+ */
+export async function benchOnnxForward(forward: () => tf.Tensor, reps: number): Promise<number[]> {
+  const variables = Object.entries(tf.engine().state.registeredVariables);
+  const graph = traceOnnx({ name: "bench-forward", variables, inputs: [], outputs: ["y"], fn: () => forward() });
+  // Left as constants, the captured input would let onnxruntime fold the whole network at load time. Listed as
+  // graph inputs too, initializers become defaults a run may override, and are computed with at every run.
+  for (const t of graph.initializers) if (t.name.startsWith("captured_")) graph.inputs.push({ name: t.name, dtype: t.dtype, shape: t.shape });
+  const file = path.join(onnxCacheDir(), `bench-forward-${process.pid}.onnx`);
+  writeOnnx(file, graph);
+  const ortInfo: InferenceInfo = { engine: "onnxruntime", provider: "cpu", threads: ortThreads() };
+  const session = await loadOrt().InferenceSession.create(file, sessionOptions(ortInfo));
+  fs.rmSync(file);
+  const ms: number[] = [];
+  for (let i = 0; i < reps + 2; i++) {
+    const t0 = performance.now();
+    await session.run({});
+    if (i >= 2) ms.push(performance.now() - t0);
+  }
+  await session.release();
+  return ms;
 }

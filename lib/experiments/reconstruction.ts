@@ -227,7 +227,9 @@ function lossFunction(spec: LossSpec, ctx: OptimiseContext, z: tf.Variable, draw
 }
 
 async function evaluate(ctx: OptimiseContext, z: tf.Tensor4D): Promise<{ psnr: number; latentLpips: number; decoded: tf.Tensor4D }> {
-  const decoded = tf.tidy(() => tf.clipByValue(ctx.codec.decode(z), -1, 1) as tf.Tensor4D);
+  const raw = await ctx.codec.decodeFrozen(z);
+  const decoded = tf.clipByValue(raw, -1, 1) as tf.Tensor4D;
+  raw.dispose();
   const [psnr] = await psnr8bit(decoded, ctx.target.decoded);
   // The yardstick is LatentLPIPS proper, whatever L1 setting the loss used: the L1 term is only added when on.
   const d = tf.tidy(() => tf.mean(ctx.nets.latent.distance(z, ctx.target.latent)));
