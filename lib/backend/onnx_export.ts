@@ -8,11 +8,12 @@ import { emitterFor, onnxDType, outputOf, SUPPORTED_KERNELS } from "./onnx_ops";
 import { ExternalPlacement, initializerBytes, modelProto, OnnxData, OnnxGraph, OnnxTensor } from "./onnx_proto";
 
 // ONNX export of any network from its own forward function, as a tracing exporter does it: the forward runs
-// once on a recording backend, a tfjs cpu backend under its own name whose every kernel computes through the cpu
-// kernel and records the ONNX nodes that compute the same (onnx_ops.ts). The module's variables become
-// initializers under their state-dict names; tensors created inside the forward (scalars, index ranges, the
-// ones of an upsampling) become constants, and kernels whose inputs are all constants are folded, not recorded.
-// Shapes are static: a graph serves the input shapes it was traced at.
+// once on a recording backend, a tfjs cpu backend under its own name whose every kernel records the ONNX nodes
+// that compute the same (onnx_ops.ts). The module's variables become initializers under their state-dict names;
+// tensors created inside the forward (scalars, index ranges, the ones of an upsampling) become constants, and
+// kernels whose inputs are all constants are folded, not recorded. Only shapes matter for the recorded kernels,
+// so those whose output shape onnx_ops.ts knows are not computed at all: a trace costs milliseconds whatever
+// the network and batch. Shapes are static: a graph serves the input shapes it was traced at.
 
 const TRACE_BACKEND = "onnx-trace";
 
@@ -96,7 +97,7 @@ function recording(kernel: string): tf.KernelFunc {
   const emit = emitterFor(kernel);
   return (args) => {
     const trace = active;
-    if (!trace) throw new Error(`the ${TRACE_BACKEND} backend runs only inside exportOnnx`);
+    if (!trace) throw new Error(`the ${TRACE_BACKEND} backend runs only inside traceOnnx`);
     const inputs = args.inputs as Record<string, tf.TensorInfo>;
     const attrs = (args.attrs ?? {}) as Record<string, unknown>;
     const infos = Object.values(inputs).filter((t): t is tf.TensorInfo => t !== undefined && t !== null);
@@ -194,6 +195,7 @@ export function traceOnnx(spec: ExportSpec): OnnxGraph {
   switchTo(TRACE_BACKEND);
   const trace = new Trace(tf.backend() as TraceBackend);
   active = trace;
+  const held: tf.Tensor[] = [];
   try {
     for (const [name, v] of spec.variables) trace.params.set(v.dataId, name);
     const xs = hostInputs.map((i) => {
@@ -201,12 +203,13 @@ export function traceOnnx(spec: ExportSpec): OnnxGraph {
       trace.names.set(x.dataId, { name: i.name, perm: identityPerm(i.shape.length) });
       return x;
     });
+    held.push(...xs);
     const outputs = tf.tidy(() => {
       const y = spec.fn(...xs);
       return Array.isArray(y) ? y : [y];
     });
+    held.push(...outputs);
     if (outputs.length !== spec.outputs.length) {
-      tf.dispose([...xs, ...outputs]);
       throw new Error(`ONNX export of '${spec.name}': the forward returned ${outputs.length} tensors for ${spec.outputs.length} output names`);
     }
     const g = trace.g;
@@ -216,9 +219,9 @@ export function traceOnnx(spec: ExportSpec): OnnxGraph {
       g.nodes.push({ op: "Identity", inputs: [v.name], outputs: [spec.outputs[i]], attrs: {} });
       return { name: spec.outputs[i], shape: t.shape, dtype: v.dtype };
     });
-    tf.dispose([...xs, ...outputs]);
     return g.graph(spec.name, hostInputs.map(({ name, shape, dtype }) => ({ name, shape, dtype })), outInfo);
   } finally {
+    tf.dispose(held);
     active = undefined;
     switchTo(previous);
   }

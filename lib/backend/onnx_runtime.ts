@@ -9,7 +9,7 @@ import { nvidiaGpu } from "./nvidia";
 import { ExportSpec, traceOnnx, writeOnnx } from "./onnx_export";
 
 // Frozen networks through onnxruntime-node. A network that runs many times without changing (the teacher
-// inside an ODE solver, the feature extractor of FID, a perceptual distance under evaluation) is exported once
+// inside an ODE solver, the feature extractor of FID, the latent decoder of an evaluation) is exported once
 // per input shape from its own forward (onnx_export.ts), cached on disk, and run by onnxruntime, next to tfjs
 // in the same process. D2G_INFER=tfjs keeps everything on tfjs; onnxruntime-node is a regular dependency, so
 // otherwise it is used whenever it loads.
@@ -123,7 +123,11 @@ function libraryVersion(): string {
   return (libraryHash = h.digest("hex"));
 }
 
-/** Where exported models are cached: D2G_ONNX_CACHE, else runs/onnx (git-ignored). */
+/**
+ * Where exported models are cached: D2G_ONNX_CACHE, else runs/onnx (git-ignored). A file is named by the
+ * function, the library version and a hash of the weights and input shapes, so a second run loads what the
+ * first exported; exporting removes the function's files left by other library versions.
+ */
 export function onnxCacheDir(): string {
   return process.env.D2G_ONNX_CACHE || fromRoot("runs", "onnx");
 }
@@ -239,11 +243,19 @@ export class FrozenForward {
   }
 
   private async createSession(key: string, inputs: tf.Tensor[]): Promise<Ort.InferenceSession> {
-    const file = path.join(onnxCacheDir(), `${this.spec.name.replace(/[^A-Za-z0-9._-]+/g, "_")}-${key.slice(0, 16)}.onnx`);
+    const dir = onnxCacheDir();
+    const prefix = `${this.spec.name.replace(/[^A-Za-z0-9._-]+/g, "_")}-`;
+    const code = libraryVersion().slice(0, 8);
+    const file = path.join(dir, `${prefix}${code}-${key.slice(0, 16)}.onnx`);
     if (!fs.existsSync(file)) {
       const t0 = performance.now();
       const graph = traceOnnx({ ...this.spec, inputs: this.spec.inputs.map((name, k) => [name, inputs[k]]) });
       writeOnnx(file, graph);
+      // models of this function exported by other versions of the library are never loaded again
+      for (const f of fs.readdirSync(dir)) {
+        const m = f.startsWith(prefix) ? /^([0-9a-f]{8})-[0-9a-f]{16}\.onnx(\.data)?$/.exec(f.slice(prefix.length)) : null;
+        if (m && m[1] !== code) fs.rmSync(path.join(dir, f), { force: true });
+      }
       this.timings.exportMs += performance.now() - t0;
     }
     const t1 = performance.now();
