@@ -197,12 +197,14 @@ test("the kernels of transformer text encoders and SD UNets export: LayerNorm, G
     const ac = tf.image.resizeBilinear(y, [5, 7], true);
     const padded = tf.slice(tf.pad(dil, [[0, 0], [1, 2], [0, 1], [0, 0]], 0.5), [0, 1, 0, 2], [-1, 3, -1, 4]);
     const [s1, s2] = tf.split(dw, [8, 8], 3);
-    return [text, tf.concat([pooled, tf.tile(s1, [1, 1, 1, 2])], 3), tf.mul(s2, tf.clipByValue(tf.mean(bil, [1, 2], true), -0.5, 0.5)), ac, padded, tf.argMax(text, -1).toFloat()];
+    // reductions over all axes (no axis given) and over a negative one
+    const stats = tf.stack([tf.mean(text), tf.sum(tf.max(text, -1)), tf.min(ac)]);
+    return [text, tf.concat([pooled, tf.tile(s1, [1, 1, 1, 2])], 3), tf.mul(s2, tf.clipByValue(tf.mean(bil, [1, 2], true), -0.5, 0.5)), ac, padded, tf.argMax(text, -1).toFloat(), stats];
   };
   const ids = tf.tensor2d([[1, 4, 2, 9, 0], [3, 3, 10, 7, 5]], [b, t], "int32");
   const timestep = tf.tensor1d([3, 741]);
   const img = normal([b, 4, 4, c], 19);
-  const outs = ["text", "pooled", "mixed", "aligned", "padded", "argmax"];
+  const outs = ["text", "pooled", "mixed", "aligned", "padded", "argmax", "stats"];
   const errs = await parity({ name: "ops-test", variables: vars, outputs: outs, fn: (i, s, x) => fn(i, s, x) }, [["ids", ids], ["timestep", timestep], ["img", img]]);
   errs.forEach((e, i) => assert.ok(e < TOL, `${outs[i]}: relative error ${e}`));
   tf.dispose([ids, timestep, img, ...vars.map(([, v]) => v)]);

@@ -42,6 +42,8 @@ export interface KernelCall {
 export type Emitter = (g: GraphBuilder, k: KernelCall) => EmittedValue[];
 
 const SMALL_CONSTANT = 64;
+/** Innermost extents below this make onnxruntime's broadcasting slow (see elementwise). */
+const SHORT_SPAN = 8;
 
 export const identityPerm = (rank: number): number[] => Array.from({ length: rank }, (_, i) => i);
 export const isIdentity = (perm: number[]): boolean => perm.every((a, i) => a === i);
@@ -214,6 +216,12 @@ export class GraphBuilder {
         perm = v.perm;
       }
     }
+    // onnxruntime broadcasts by spans of the innermost axis: when that axis is short and some input repeats
+    // along it (nearest upsampling's [n, c, h, 1, w, 1] x ones [1, 1, 1, 2, 1, 2]) the op runs ~10x slower than
+    // in tfjs order, whose innermost axis is the channels; a transpose there and back costs less
+    const inner = perm[rank - 1];
+    const repeats = (v: GraphValue) => (v.shape[inner - rank + v.shape.length] ?? 1) !== shape[inner];
+    if (shape[inner] < SHORT_SPAN && inputs.some(repeats)) perm = identityPerm(rank);
     const names = inputs.map((v) => {
       if (numel(v.shape) === 1) return v.name;
       if (v.shape.length === rank) return this.layout(v, perm);

@@ -32,15 +32,15 @@ function scalarValue(g: GraphBuilder, value: number, dtype: OnnxDType): GraphVal
   return { name: g.scalar(value, dtype), shape: [], dtype, perm: [] };
 }
 
-/** An element-wise op applied after others inside one translation (same output shape as the kernel). */
+/** An element-wise op inside a translation of several nodes, on inputs whose shapes broadcast. */
 function then(g: GraphBuilder, op: string, inputs: GraphValue[], dtype?: OnnxDType): GraphValue {
   const shape = inputs.map((v) => v.shape).reduce((a, b) => tf.broadcast_util.assertAndGetBroadcastShape(a, b));
   return g.elementwise(op, inputs, shape, dtype ?? inputs[0].dtype);
 }
 
-/** The kernel's axes, normalised to [0, rank). */
+/** The kernel's axes, normalised to [0, rank); none given (null) means all, as in tfjs. */
 function axesOf(k: KernelCall, name: string, shape: number[]): number[] {
-  return tf.util.parseAxisParam(attr<number | number[] | undefined>(k, name) ?? [], shape).map((d) => (d < 0 ? d + shape.length : d));
+  return tf.util.parseAxisParam(attr<number | number[]>(k, name), shape).map((d) => (d < 0 ? d + shape.length : d));
 }
 
 function normAxis(axis: number, rank: number): number {

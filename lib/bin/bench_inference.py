@@ -2,7 +2,8 @@
 Debian's python3-torch (/usr/bin/python3), CPU, as many threads as the TypeScript side gives onnxruntime.
 
 It reads one command per line on stdin, "<case> <reps>", runs the case reps times after one warm-up and answers
-one JSON line {"case": ..., "ms": [...]}, so that the TypeScript side can interleave its runs with these.
+one JSON line {"case": ..., "ms": [...], "cpu_ms": [...]} (wall and process CPU time of each run), so that the
+TypeScript side can interleave its runs with these.
 Cases: "block4" (the bench's 4 x (conv3x3 64->64, GroupNorm(32), SiLU) forward, batch 16, 32x32) and
 "teacher-heun" (EDM Heun with 18 noise levels, 35 evaluations, of the CIFAR-10 16x16 teacher architecture at
 batch 64, the transcription of test/fixtures/make_unet_fixture.py with random weights: time does not depend on them).
@@ -71,14 +72,15 @@ def main():
     for line in sys.stdin:
         name, reps = line.split()
         fn = cases[name]
-        ms = []
+        ms, cpu = [], []
         with torch.inference_mode():
             fn()
             for _ in range(int(reps)):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 ms.append((time.perf_counter() - t0) * 1000)
-        print(json.dumps({"case": name, "ms": ms}), flush=True)
+                cpu.append((time.process_time() - c0) * 1000)
+        print(json.dumps({"case": name, "ms": ms, "cpu_ms": cpu}), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 // Frozen-network inference side by side: tfjs on the training engine, onnxruntime-node (the inference engine,
 // lib/backend/onnx_runtime.ts), and PyTorch CPU (lib/bin/bench_inference.py, when /usr/bin/python3 has torch)
 // with as many threads as onnxruntime. Rounds interleave the three so that load from elsewhere hits them alike;
-// the load average is printed with the table. Cases: the bench's 4-block network forward, and a teacher sampling
+// the load average is printed with the table, and each cell also gives the process CPU time per run, which
+// load from other processes inflates less than wall time. Cases: the bench's 4-block network forward, and a teacher sampling
 // run (EDM Heun, 18 levels, 35 evaluations) of the CIFAR-10 16x16 teacher at the ODE-pair batch of 64.
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
@@ -84,7 +85,7 @@ async function teacherHeun(): Promise<Case> {
 }
 
 /** The PyTorch side as a long-lived process answering "case reps" with the ms of each run. */
-function torchSide(threads: number): { run: (id: string, reps: number) => Promise<number[]>; close: () => void } | undefined {
+function torchSide(threads: number): { run: (id: string, reps: number) => Promise<Times>; close: () => void } | undefined {
   const python = "/usr/bin/python3";
   if (!fs.existsSync(python) || spawnSync(python, ["-c", "import torch"], { stdio: "ignore" }).status !== 0) return undefined;
   const child = spawn(python, [fromRoot("lib", "bin", "bench_inference.py"), String(threads)], { stdio: ["pipe", "pipe", "inherit"] });
@@ -94,21 +95,38 @@ function torchSide(threads: number): { run: (id: string, reps: number) => Promis
   return {
     run: (id, reps) =>
       new Promise((resolve) => {
-        waiting.push((line) => resolve((JSON.parse(line) as { ms: number[] }).ms));
+        waiting.push((line) => {
+          const r = JSON.parse(line) as { ms: number[]; cpu_ms: number[] };
+          resolve({ wall: r.ms, cpu: r.cpu_ms });
+        });
         child.stdin.write(`${id} ${reps}\n`);
       }),
     close: () => child.stdin.end(),
   };
 }
 
-async function timed(fn: () => Promise<void>, reps: number): Promise<number[]> {
-  const ms: number[] = [];
+/** Wall and process CPU milliseconds of each run. */
+interface Times {
+  wall: number[];
+  cpu: number[];
+}
+
+async function timed(fn: () => Promise<void>, reps: number): Promise<Times> {
+  const t: Times = { wall: [], cpu: [] };
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     await fn();
-    ms.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    t.wall.push(performance.now() - t0);
+    t.cpu.push((c.user + c.system) / 1000);
   }
-  return ms;
+  return t;
+}
+
+function add(to: Times, t: Times): void {
+  to.wall.push(...t.wall);
+  to.cpu.push(...t.cpu);
 }
 
 const median = (xs: number[]) => {
@@ -138,27 +156,26 @@ async function main(): Promise<void> {
   const withTfjs = !args.includes("--no-tfjs");
   const cases = [{ id: "block4", make: block4 }, { id: "teacher-heun", make: teacherHeun }].filter((c) => only === undefined || c.id === only);
   if (cases.length === 0) throw new Error(`bench:inference: --only ${only}: the cases are block4, teacher-heun`);
-  const fmt = (v: number) => (Number.isNaN(v) ? "" : v.toFixed(1));
-  const ratio = (a: number, b: number) => (Number.isNaN(a) || Number.isNaN(b) ? "" : `${(a / b).toFixed(2)}x`);
+  const cell = (t: Times) => (t.wall.length ? `${median(t.wall).toFixed(1)} (${median(t.cpu).toFixed(0)})` : "");
+  const ratio = (a: Times, b: Times) => (a.wall.length && b.wall.length ? `${(median(a.wall) / median(b.wall)).toFixed(2)}x (${(median(a.cpu) / median(b.cpu)).toFixed(2)}x)` : "");
   const rows: string[][] = [];
   for (const { make } of cases) {
     const c = await make();
     // warm-up: exports (or loads) the models and creates the sessions
     if (withTfjs) await c.tfjs();
     await c.ort();
-    const t = { tfjs: [] as number[], ort: [] as number[], torch: [] as number[] };
+    const t: Record<"tfjs" | "ort" | "torch", Times> = { tfjs: { wall: [], cpu: [] }, ort: { wall: [], cpu: [] }, torch: { wall: [], cpu: [] } };
     for (let k = 0; k < rounds; k++) {
-      if (withTfjs) t.tfjs.push(...(await timed(c.tfjs, reps)));
-      t.ort.push(...(await timed(c.ort, reps)));
-      if (torch) t.torch.push(...(await torch.run(c.id, reps)));
+      if (withTfjs) add(t.tfjs, await timed(c.tfjs, reps));
+      add(t.ort, await timed(c.ort, reps));
+      if (torch) add(t.torch, await torch.run(c.id, reps));
     }
     await c.dispose();
-    const [a, b, p] = [t.tfjs, t.ort, t.torch].map((x) => (x.length ? median(x) : NaN));
-    rows.push([c.name, fmt(a), fmt(b), fmt(p), ratio(b, p), ratio(a, p)]);
+    rows.push([c.name, cell(t.tfjs), cell(t.ort), cell(t.torch), ratio(t.ort, t.torch), ratio(t.tfjs, t.torch)]);
   }
   torch?.close();
   console.log(`load average after: ${fs.readFileSync("/proc/loadavg", "utf8").trim()}`);
-  console.log(`\nmedian ms of ${rounds * reps} runs each (${rounds} interleaved rounds of ${reps})\n`);
+  console.log(`\nmedian ms of ${rounds * reps} runs each (${rounds} interleaved rounds of ${reps}), process CPU ms in brackets\n`);
   console.log("| work | tfjs (training engine) | onnxruntime-node | PyTorch CPU | onnxruntime / PyTorch | tfjs / PyTorch |");
   console.log("|---|---|---|---|---|---|");
   for (const r of rows) console.log(`| ${r.join(" | ")} |`);
