@@ -1,11 +1,8 @@
-import * as fs from "fs";
-import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
-import { writeAll, writeAtomic } from "../core/atomic_file";
 import { GraphBuilder, GraphValue, identityPerm, KernelCall } from "./onnx_graph";
 import { emitterFor, onnxDType, outputOf, SUPPORTED_KERNELS } from "./onnx_ops";
-import { ExternalPlacement, initializerBytes, modelProto, OnnxData, OnnxGraph, OnnxTensor } from "./onnx_proto";
+import { modelProto, OnnxData, OnnxGraph } from "./onnx_proto";
 
 // ONNX export of any network from its own forward function, as a tracing exporter does it: the forward runs
 // once on a recording backend, a tfjs cpu backend under its own name whose every kernel records the ONNX nodes
@@ -227,44 +224,12 @@ export function traceOnnx(spec: ExportSpec): OnnxGraph {
   }
 }
 
-/** Models whose weights would take more than this go to an external data file (protobuf stops at 2 GiB). */
-const INLINE_LIMIT = 1 << 30;
-/** Smaller tensors stay in the model even then: onnxruntime reads shapes and axes from the file itself. */
-const EXTERNAL_MIN_BYTES = 1024;
+/** Written into every model: what made it. */
+export const ONNX_PRODUCER = `d2g-notebooks (tfjs ${tf.version_core})`;
 
-/**
- * Write a graph as an .onnx file, atomically. Weights over 1 GiB in all go to `<file>.data` beside it (ONNX
- * external data, read by onnxruntime when the model is loaded from its path); `externalData` forces either way.
- * Only tensors of 1 KiB or more go there.
- */
-export function writeOnnx(file: string, graph: OnnxGraph, opts: { externalData?: boolean } = {}): void {
-  const total = graph.initializers.reduce((n, t) => n + t.data.byteLength, 0);
-  const external = opts.externalData ?? total > INLINE_LIMIT;
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  let place: ((t: OnnxTensor) => ExternalPlacement | undefined) | undefined;
-  if (external) {
-    const dataFile = `${file}.data`;
-    const location = path.basename(dataFile);
-    const placements = new Map<string, ExternalPlacement>();
-    writeAtomic(dataFile, (fd) => {
-      let offset = 0;
-      for (const t of graph.initializers) {
-        const b = initializerBytes(t);
-        if (b.length < EXTERNAL_MIN_BYTES) continue;
-        writeAll(fd, b);
-        placements.set(t.name, { location, offset, length: b.length });
-        offset += b.length;
-      }
-    });
-    place = (t) => placements.get(t.name);
-  }
-  const proto = modelProto(graph, `d2g-notebooks (tfjs ${tf.version_core})`, place);
-  writeAtomic(file, (fd) => proto.chunks.forEach((c) => writeAll(fd, c)));
-}
-
-/** The model as bytes in memory (weights inline). */
+/** The model as bytes in memory, weights inline (lib/io/onnx_file.ts writes it to a file). */
 export function encodeOnnx(graph: OnnxGraph): Uint8Array {
-  const proto = modelProto(graph, `d2g-notebooks (tfjs ${tf.version_core})`);
+  const proto = modelProto(graph, ONNX_PRODUCER);
   const out = new Uint8Array(proto.length);
   let at = 0;
   for (const c of proto.chunks) {

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
-import { FrozenForward, InferenceEngineName } from "../backend/onnx_runtime";
+import { InferenceEngineName } from "../backend/onnx_runtime";
+import { FrozenForward } from "../nn/frozen";
 import { EDM_DEFAULTS, edmDenoise, RawNet } from "./edm";
 import { SolverDenoiser } from "./samplers";
 

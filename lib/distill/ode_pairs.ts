@@ -4,7 +4,7 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { Progress } from "../core/progress";
 import { Rng } from "../core/random";
-import { writeAtomic } from "../core/atomic_file";
+import { writeAtomic } from "../io/file_bytes";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import { batchIndices } from "../train/data_order";
 

@@ -1,4 +1,5 @@
 import * as fs from "fs";
+import * as path from "path";
 import { DType, HostData, HostTensor, numel, shapeStr } from "./host_tensor";
 
 // Byte-level helpers shared by the file formats: positioned reads (so big files are never loaded whole),
@@ -63,4 +64,29 @@ export function tensorBytes(t: HostTensor, what: string): Uint8Array {
 /** A host is assumed little-endian (every platform tfjs runs on); say so loudly if not. */
 export function assertLittleEndianHost(): void {
   if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error("io: big-endian hosts are not supported");
+}
+
+/**
+ * Write a file atomically: `write(fd)` fills a temporary file next to the target, which is then renamed over it,
+ * so readers never see a half-written file and a failure leaves any old file untouched.
+ */
+export function writeAtomic(file: string, write: (fd: number) => void): void {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  const fd = fs.openSync(tmp, "w");
+  try {
+    write(fd);
+    fs.fsyncSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  fs.closeSync(fd);
+  fs.renameSync(tmp, file);
+}
+
+/** Write all of `bytes`; fs.writeSync may write less than asked. */
+export function writeAll(fd: number, bytes: Uint8Array): void {
+  let done = 0;
+  while (done < bytes.length) done += fs.writeSync(fd, bytes, done, Math.min(bytes.length - done, MAX_READ));
 }

@@ -1,7 +1,6 @@
 import * as fs from "fs";
 import { DType, HostTensor, shapeStr } from "./host_tensor";
-import { writeAll, writeAtomic } from "../core/atomic_file";
-import { ELEMENT_SIZE, assertLittleEndianHost, tensorBytes, typedView } from "./file_bytes";
+import { ELEMENT_SIZE, assertLittleEndianHost, tensorBytes, typedView, writeAll, writeAtomic } from "./file_bytes";
 import { ZipReader, writeZip } from "./zip";
 
 // NumPy .npy (format versions 1-3): "\x93NUMPY", major, minor, header length (u16 in v1, u32 after), a Python

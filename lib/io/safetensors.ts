@@ -1,7 +1,6 @@
 import * as fs from "fs";
 import { DType, HostTensor, numel, shapeStr } from "./host_tensor";
-import { writeAll, writeAtomic } from "../core/atomic_file";
-import { ELEMENT_SIZE, assertLittleEndianHost, openForRead, readAt, tensorBytes, typedView } from "./file_bytes";
+import { ELEMENT_SIZE, assertLittleEndianHost, openForRead, readAt, tensorBytes, typedView, writeAll, writeAtomic } from "./file_bytes";
 
 // safetensors (huggingface/safetensors): u64 little-endian header length N, N bytes of JSON
 // {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the tensors' bytes,

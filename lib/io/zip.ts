@@ -1,7 +1,6 @@
 import * as fs from "fs";
 import * as zlib from "zlib";
-import { writeAll, writeAtomic } from "../core/atomic_file";
-import { fileSize, openForRead, readAt } from "./file_bytes";
+import { fileSize, openForRead, readAt, writeAll, writeAtomic } from "./file_bytes";
 
 // A minimal zip reader and writer (PKWARE APPNOTE 6.3): enough for torch.save archives and numpy .npz files.
 // The reader trusts the central directory, reads an entry's bytes only when asked, and understands zip64.

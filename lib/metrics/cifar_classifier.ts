@@ -1,10 +1,10 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as tf from "@tensorflow/tfjs";
-import { FrozenForward } from "../backend/onnx_runtime";
 import { fromRoot } from "../core/paths";
 import { Rng } from "../core/random";
 import { readSafetensors } from "../io/safetensors";
+import { FrozenForward } from "../nn/frozen";
 import { Conv2d, Linear, MaxPool2d, ReLU } from "../nn/layers";
 import { Layer, Module, Sequential } from "../nn/module";
 import { FeatureNet } from "./feature_net";

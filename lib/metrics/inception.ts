@@ -1,10 +1,10 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as tf from "@tensorflow/tfjs";
-import { FrozenForward } from "../backend/onnx_runtime";
 import { Rng } from "../core/random";
 import { HostTensor } from "../io/host_tensor";
 import { readTorchCheckpoint } from "../io/pth";
+import { FrozenForward } from "../nn/frozen";
 import { BatchNorm2d, MaxPool2d, Pool2d } from "../nn/layers";
 import { Layer, param, torchUniform } from "../nn/module";
 import { FeatureNet } from "./feature_net";

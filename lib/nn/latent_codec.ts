@@ -1,8 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
-import { FrozenForward } from "../backend/onnx_runtime";
 import { Rng } from "../core/random";
 import { ensureData } from "../data/fetch";
 import { readTorchCheckpoint } from "../io/pth";
+import { FrozenForward } from "./frozen";
 import { StreamingSequential, TaesdConfig, TAEF2, TAESD_SD1, taesdDecoder, taesdEncoder } from "./taesd";
 
 // The latent space the experiments run in. A codec maps images (NHWC, RGB in [-1, 1]) to the latents a diffusion
