@@ -97,7 +97,7 @@ test("consistency distillation: boundary condition, teacher Heun step, EMA targe
   const raw: RawNet = rawNetOf(net);
   const a = heunStep(raw, x, [lv[5], lv[5]], [lv[4], lv[4]], c, 0.5);
   const D = (xx: tf.Tensor4D, s: number) => edmDenoise(raw, xx, tf.fill([xx.shape[0]], s) as tf.Tensor1D, c);
-  const b = sampleOde(D, x, { sigmas: [lv[5], lv[4]], method: "heun" }).x;
+  const b = (await sampleOde(D, x, { sigmas: [lv[5], lv[4]], method: "heun" })).x;
   let err = 0;
   const av = a.dataSync();
   b.dataSync().forEach((v, i) => (err = Math.max(err, Math.abs(v - av[i]))));

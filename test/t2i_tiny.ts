@@ -47,11 +47,10 @@ export async function tinyTextPairs(teacher: UNet2DConditionModel, encoder: Clip
   const plan = samplingPlan(SCHEDULER, "ddim", DDIM_STEPS);
   const D = schedulerDenoiser((x, t, c) => teacher.forward(x, t, c as tf.Tensor3D), SCHEDULER);
   const encode = clipTokenCondition(encoder);
-  // awaited: generation may be asynchronous (interruptible between batches)
-  await generatePairs(dir, rec, (z, tokens) => {
+  await generatePairs(dir, rec, async (z, tokens) => {
     const c = encode(tokens.dataSync() as Float32Array, z.shape[0]);
     const start = tf.mul(z, plan.startScale) as tf.Tensor4D;
-    const r = sampleOde(D, start, { sigmas: plan.sigmas, method: "euler", cond: c });
+    const r = await sampleOde(D, start, { sigmas: plan.sigmas, method: "euler", cond: c });
     const x = tf.mul(r.x, plan.endScale) as tf.Tensor4D;
     tf.dispose([c, start, r.x]);
     return { x, nfe: r.nfe };

@@ -45,8 +45,16 @@ export interface PairManifest extends PairRecord {
   teacherEvals: number;
 }
 
-/** The teacher as the store sees it: a batch of noise and conditions to clean samples, with its per-sample cost. */
-export type PairTeacher = (z: tf.Tensor4D, c: tf.Tensor2D) => { x: tf.Tensor4D; nfe: number };
+/**
+ * The teacher as the store sees it: a batch of noise and conditions to clean samples, with its per-sample cost;
+ * synchronous (tfjs) or not (a frozen teacher on onnxruntime).
+ */
+export type PairTeacher = (z: tf.Tensor4D, c: tf.Tensor2D) => PairOutput | Promise<PairOutput>;
+
+export interface PairOutput {
+  x: tf.Tensor4D;
+  nfe: number;
+}
 
 /** Condition of sample i (e.g. a one-hot class, or a prompt index): drawn from the sample's own RNG. */
 export type ConditionFn = (rng: Rng, i: number) => number[];
@@ -104,7 +112,7 @@ async function generateShards(dir: string, rec: PairRecord, teacher: PairTeacher
       const inputs = Array.from({ length: m }, (_, j) => sampleInputs(rec, start + b + j, condition));
       const z = tf.tensor4d(concatF32(inputs.map((s) => s.z)), [m, ...rec.zShape] as [number, number, number, number]);
       const c = tf.tensor2d(inputs.flatMap((s) => s.c), [m, rec.cDim]);
-      const out = teacher(z, c);
+      const out = await teacher(z, c);
       nfe = out.nfe;
       zs.push(z.dataSync() as Float32Array);
       xs.push(out.x.dataSync() as Float32Array);

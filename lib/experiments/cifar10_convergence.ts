@@ -116,7 +116,7 @@ function cifarReference(test: Cifar10, size: 16 | 32, n: number): ImageDataset {
 }
 
 /** FID of a sampler against the reference, on fixed noise and uniformly cycling class labels. */
-async function fidOf(sample: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D, n: number, res: number, ref: ImageDataset, net: FeatureNet): Promise<number> {
+async function fidOf(sample: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D | Promise<tf.Tensor4D>, n: number, res: number, ref: ImageDataset, net: FeatureNet): Promise<number> {
   const r = await evaluate({ stream: classCycledSamples(sample, n, res, new Rng(999), 50), count: n }, ref, { net, batchSize: 100 });
   return r.fid.value;
 }
@@ -183,7 +183,7 @@ async function converge(cfg: ConvergenceConfig, scale: Scale): Promise<Convergen
   const teacherNfe = 2 * cfg.teacherLevels - 1;
   const fidKey = settingsKey({ teacher: path.basename(dir), levels: cfg.teacherLevels, samples: cfg.evalSamples, ref: ref.id, net: fnet.name });
   const teacherFid = await cachedResult(fromRoot("runs", "cifar10", scale, `teacher-fid-${fidKey}.json`), () =>
-    fidOf((z, c) => teacherSamples(teacher, z, c, cfg.teacherLevels).x, cfg.evalSamples, res, ref, fnet));
+    fidOf(async (z, c) => (await teacherSamples(teacher, z, c, cfg.teacherLevels)).x, cfg.evalSamples, res, ref, fnet));
   const lpipsLoss = regressionLoss("lpips", { lpips: lpips.lpips, lpipsSize: cfg.lpipsSize });
   const points: ConvergencePoint[] = [];
 
@@ -212,7 +212,7 @@ async function converge(cfg: ConvergenceConfig, scale: Scale): Promise<Convergen
   // 4. samples of all three from the same noise
   const { z, labels } = fixedNoise(4, res);
   const samples = {
-    teacher: teacherSamples(teacher, z, labels, cfg.teacherLevels).x,
+    teacher: (await teacherSamples(teacher, z, labels, cfg.teacherLevels)).x,
     d2g: generate(g.generator, z, labels, cfg.d2g.sigmaG),
     cd: consistencySample(c.student, z, labels, cfg.cd, 1),
   };

@@ -79,7 +79,10 @@ export function noiseLatent(shape: number[], std: number, seed: number): tf.Tens
 
 /** PSNR of decode(z) against the decoded target and plain LatentLPIPS to the target latent; the caller owns `decoded`. */
 export async function evaluateLatent(scene: Scene, z: tf.Tensor4D): Promise<{ psnr: number; latentLpips: number; decoded: tf.Tensor4D }> {
-  const decoded = decodeClipped(scene.codec, z);
+  // the evaluation decode is frozen work: the inference engine runs it (onnxruntime where installed)
+  const raw = await scene.codec.decodeFrozen(z);
+  const decoded = tf.clipByValue(raw, -1, 1) as tf.Tensor4D;
+  raw.dispose();
   const [psnr] = await psnr8bit(decoded, scene.target.decoded);
   // The yardstick is LatentLPIPS proper, whatever L1 setting the loss used: the L1 term is only added when on.
   const d = tf.tidy(() => tf.mean(scene.nets.latent.distance(z, scene.target.latent)));

@@ -4,6 +4,7 @@ import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../core/random";
 import { HostTensor } from "../io/host_tensor";
 import { readTorchCheckpoint } from "../io/pth";
+import { FrozenForward } from "../nn/frozen";
 import { BatchNorm2d, MaxPool2d, Pool2d } from "../nn/layers";
 import { Layer, param, torchUniform } from "../nn/module";
 import { FeatureNet } from "./feature_net";
@@ -310,25 +311,30 @@ export class InceptionFeatures implements FeatureNet {
   readonly name: string;
   readonly label: string;
   readonly dim: number;
+  private readonly frozen: FrozenForward;
   constructor(readonly model: FidInceptionV3, readonly resize: InceptionResize, official: boolean, weightsTag: string) {
     this.dim = model.dim;
     this.name = `fid-inception-v3-w${model.widthDiv}-${weightsTag}-${resize}`;
     this.label = official && model.widthDiv === 1 ? (resize === "clean" ? "clean" : "") : `inception[${weightsTag}]`;
+    // chunks of 25 images keep onnxruntime's activations near 1 GB at 299 px and divide the usual batches of 50, 100
+    this.frozen = new FrozenForward({
+      name: `fid-inception-v3-w${model.widthDiv}`, variables: model.namedVariables(), inputs: ["images"], outputs: ["pool3"],
+      fn: (x) => model.forward(x as tf.Tensor4D), maxBatch: 25,
+    });
   }
 
-  features(images: tf.Tensor4D): tf.Tensor2D {
+  async features(images: tf.Tensor4D): Promise<tf.Tensor2D> {
     const [n, h, w, c] = images.shape;
     if (c !== 3) throw new Error(`InceptionFeatures: expected RGB images [N, H, W, 3], got [${images.shape}]`);
-    return tf.tidy(() => {
-      let x: tf.Tensor4D;
-      if (this.resize === "bilinear") {
-        // Bilinear weights sum to one, so resizing in [-1, 1] equals pytorch-fid's resize in [0, 1] then 2x - 1.
-        x = h === 299 && w === 299 ? images : tf.image.resizeBilinear(images, [299, 299], false, true);
-      } else {
-        x = cleanResizeBatch(images);
-      }
-      return tf.reshape(this.model.forward(x), [n, this.dim]) as tf.Tensor2D;
-    });
+    let x = images;
+    // Bilinear weights sum to one, so resizing in [-1, 1] equals pytorch-fid's resize in [0, 1] then 2x - 1.
+    if (this.resize === "clean") x = cleanResizeBatch(images);
+    else if (h !== 299 || w !== 299) x = tf.image.resizeBilinear(images, [299, 299], false, true);
+    const [pool] = await this.frozen.run([x]);
+    if (x !== images) x.dispose();
+    const f = tf.reshape(pool, [n, this.dim]) as tf.Tensor2D;
+    pool.dispose();
+    return f;
   }
 }
 
