@@ -1,8 +1,10 @@
 // npm run bench [-- --compare] [-- --cases a,b] [-- --steps N] [-- --warmup N] [-- --profile] [-- --json]
+//                [-- --sd15-latent 64[,32] | --no-sd15 | --sd15-only]
 // Times a forward pass and a training step of each case on the active engine (lib/backend/engine.ts; D2G_BACKEND
 // picks another). With --compare, /usr/bin/python3 runs the same cases in PyTorch (lib/bin/bench_torch.py, with as
 // many threads as the engine) and the two take turns, one timed run each, so that a busy machine slows both alike;
-// the table gives the medians and their ratio. Warm-up runs are not timed.
+// the table gives the medians and their ratio. Warm-up runs are not timed. Then SD1.5's networks once each at their
+// real sizes (lib/bin/bench_sd15.ts).
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -21,6 +23,7 @@ import { LatentLpips } from "../perceptual/latent_lpips";
 import { Adam, lossAndGrads } from "../train/adam";
 import { CIFAR16_TEACHER_NET } from "../experiments/cifar10_teacher";
 import { runCli, UsageError } from "./args";
+import { benchSd15, sd15Latents } from "./bench_sd15";
 
 /** One case, built: each call runs once and returns what to wait on. */
 export interface Runner {
@@ -241,6 +244,8 @@ interface Options {
   steps: number;
   warmup: number;
   cases: BenchCase[];
+  /** Latent sizes of the SD1.5 UNet evaluations; empty: none. */
+  sd15: number[];
 }
 
 const SPEC = {
@@ -253,6 +258,9 @@ const SPEC = {
     warmup: { type: "int", min: 0, max: 10_000, default: 2, help: "untimed runs first" },
     json: { type: "bool", help: "print the results as JSON" },
     profile: { type: "bool", help: "also time each kernel over one step" },
+    "sd15-latent": { type: "string", arg: "64[,32]", default: "64", help: "latent sizes of the SD1.5 UNet evaluation after the cases" },
+    "no-sd15": { type: "bool", help: "skip the SD1.5 networks" },
+    "sd15-only": { type: "bool", help: "time only the SD1.5 networks" },
   },
 } as const;
 
@@ -333,10 +341,12 @@ async function main(o: Options): Promise<void> {
     if (!o.json) console.log(`${c.id}: ${c.name}`);
   }
   torch?.close();
-  if (o.json) {
-    console.log(JSON.stringify({ engine, torch: torch?.version, steps: o.steps, warmup: o.warmup, loadavg: os.loadavg(), rows }, null, 2));
-    return;
-  }
+  if (!o.json && rows.length) printTable(rows, torch !== undefined, onnx !== undefined);
+  const sd15 = o.sd15.length ? await benchSd15(o.sd15, engine, o.profile, o.json ? () => undefined : (l) => console.log(l)) : undefined;
+  if (o.json) console.log(JSON.stringify({ engine, torch: torch?.version, steps: o.steps, warmup: o.warmup, loadavg: os.loadavg(), rows, sd15 }, null, 2));
+}
+
+function printTable(rows: Array<{ id: string; medians: Record<string, number | undefined>; gflops?: number }>, torch: boolean, onnx: boolean): void {
   const head = ["case", "forward (ms)", "train step (ms)"];
   if (torch) head.push("PyTorch forward", "PyTorch step", "ratio forward", "ratio step", "step CPU ms, ours / PyTorch");
   if (onnx) head.push("ONNX Runtime forward", "ratio ONNX / PyTorch");
@@ -352,5 +362,9 @@ async function main(o: Options): Promise<void> {
 }
 
 if (require.main === module) {
-  runCli(SPEC, ({ flags }) => main({ ...flags, cases: pickCases(flags.cases) }));
+  runCli(SPEC, ({ flags }) => main({
+    ...flags,
+    cases: flags["sd15-only"] ? [] : pickCases(flags.cases),
+    sd15: flags["no-sd15"] ? [] : sd15Latents(flags["sd15-latent"]),
+  }));
 }

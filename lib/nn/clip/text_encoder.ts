@@ -1,7 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../core/random";
-import { HostTensor } from "../../io/host_tensor";
-import { MapOptions } from "../../io/weight_map";
+import { Progress } from "../../core/progress";
+import { TensorSource } from "../../io/tensor_source";
+import { WeightOptions } from "../../io/weight_map";
 import { Embedding, LayerNorm, Linear } from "../layers";
 import { Module } from "../module";
 
@@ -261,9 +262,9 @@ export class ClipTextModel extends Module {
   }
 
   /** Older checkpoints (transformers before 4.31, e.g. SD1.5's own) also store the position_ids buffer: dropped. */
-  override loadStateDict(tensors: Record<string, HostTensor>, opts: MapOptions): void {
+  override loadWeights(src: TensorSource, opts: WeightOptions & { progress?: Progress } = {}): void {
     const rename = opts.rename;
-    super.loadStateDict(tensors, {
+    super.loadWeights(src, {
       ...opts,
       rename: (k) => {
         const name = rename ? rename(k) : k;
