@@ -174,6 +174,7 @@ test("bad files, configs and inputs are named", () => {
   assert.throws(() => parseClipVisionConfig({ model_type: "clip_text_model" }, "v.json"), /is not a CLIP vision model/);
   assert.throws(() => loadOpenClip(path.join(FIX, "open_clip_tiny.bin"), "ViT-B-32"), /open_clip_tiny\.bin: weight '.*' has shape/);
   assert.throws(() => loadOpenClip("x.bin", "ViT-Z-99" as never), /unknown open_clip architecture "ViT-Z-99"/);
+  assert.throws(() => loadOpenAiClip(path.join(FIX, "openai_tiny_jit.pt")), /0\.25 image heads do not split width 16 \(OpenAI's rule is width \/ 64; give the head count\)/);
   const trunc = path.join(tmp, "trunc.pt");
   const bytes = fs.readFileSync(path.join(FIX, "openai_tiny_jit.pt"));
   fs.writeFileSync(trunc, bytes.subarray(0, bytes.length - 5000));

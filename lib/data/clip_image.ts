@@ -69,3 +69,11 @@ export function clipPreprocess(images: tf.Tensor4D, n: number): tf.Tensor4D {
   for (let i = 0; i < b; i++) out.set(clipPreprocessU8(u8.subarray(i * h * w * 3, (i + 1) * h * w * 3), h, w, n), i * n * n * 3);
   return tf.tensor4d(out, [b, n, n, 3]);
 }
+
+/**
+ * CLIP's normalisation of images NHWC in [-1, 1] already at the tower's size, on the engine (no 8-bit rounding, no
+ * resampling): ((x + 1) / 2 - mean) / std. For training; evaluation goes through clipPreprocess.
+ */
+export function clipNormalize(images: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => tf.div(tf.sub(tf.mul(tf.add(images, 1), 0.5), tf.tensor1d([...CLIP_IMAGE_MEAN])), tf.tensor1d([...CLIP_IMAGE_STD])) as tf.Tensor4D);
+}

@@ -6,6 +6,7 @@ import { loadImages } from "../data/images";
 import { HostTensor } from "../io/host_tensor";
 import { LatentCodec, psnr8bit, taef2Codec } from "../nn/latent_codec";
 import { lossAndGrads, Adam } from "../train/adam";
+import { warmupCosine } from "../train/schedule";
 import { AugmentConfig, AugmentDraw, sampleAugment } from "../perceptual/augment";
 import { LatentLpips, PairAugment } from "../perceptual/latent_lpips";
 import { Lpips } from "../perceptual/lpips";
@@ -162,8 +163,8 @@ export interface OptimiseContext {
 /** The learning rate of step (1-based). */
 export function learningRate(ctx: Pick<OptimiseContext, "lr" | "lrDecay" | "steps">, step: number): number {
   if (ctx.lrDecay === "none") return ctx.lr;
-  // lr_t = lr / 2 (1 + cos(pi (t - 1) / steps))
-  return (ctx.lr / 2) * (1 + Math.cos((Math.PI * (step - 1)) / ctx.steps));
+  // cosine decay over the run, no warm-up: lr_t = lr / 2 (1 + cos(pi (t - 1) / steps))
+  return warmupCosine({ lr: ctx.lr, warmup: 0, steps: ctx.steps }, step - 1);
 }
 
 export interface LossRun {

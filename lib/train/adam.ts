@@ -2,6 +2,8 @@ import * as tf from "@tensorflow/tfjs";
 
 // Adam with its state in the open (moments per parameter, step count) so a checkpoint holds all of it and a
 // resumed run continues bit for bit; tf.train.adam keeps running beta powers that it cannot restore exactly.
+// With weightDecay it is AdamW (Loshchilov & Hutter): decay decoupled from the gradient, on the parameters the
+// decay mask selects (CLIP and open_clip exempt gains, biases, embeddings' 1-d kin and the temperature).
 
 export interface AdamConfig {
   lr: number;
@@ -10,17 +12,21 @@ export interface AdamConfig {
   eps: number;
   /** Clip the global gradient norm to this value (0 = off). */
   clipNorm: number;
+  /** Decoupled weight decay (AdamW), 0 = plain Adam. */
+  weightDecay: number;
 }
 
-export const ADAM_DEFAULTS: AdamConfig = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, clipNorm: 0 };
+export const ADAM_DEFAULTS: AdamConfig = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, clipNorm: 0, weightDecay: 0 };
 
 export class Adam {
   readonly m: tf.Variable[];
   readonly v: tf.Variable[];
   step = 0;
   readonly cfg: AdamConfig;
-  constructor(readonly params: tf.Variable[], cfg: Partial<AdamConfig> = {}) {
+  /** decay[i]: whether weightDecay applies to params[i] (default: all). */
+  constructor(readonly params: tf.Variable[], cfg: Partial<AdamConfig> = {}, readonly decay: boolean[] = params.map(() => true)) {
     this.cfg = { ...ADAM_DEFAULTS, ...cfg };
+    if (decay.length !== params.length) throw new Error(`Adam: decay mask has ${decay.length} entries for ${params.length} parameters`);
     // tidy frees the zero tensors the variables were made from
     this.m = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
     this.v = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
@@ -32,7 +38,7 @@ export class Adam {
    */
   apply(grads: tf.Tensor[], lr = this.cfg.lr): number {
     if (grads.length !== this.params.length) throw new Error(`Adam: ${grads.length} gradients for ${this.params.length} parameters`);
-    const { beta1: b1, beta2: b2, eps, clipNorm } = this.cfg;
+    const { beta1: b1, beta2: b2, eps, clipNorm, weightDecay: wd } = this.cfg;
     this.step += 1;
     const t = this.step;
     const norm = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))).dataSync()[0]);
@@ -45,9 +51,11 @@ export class Adam {
         const v = tf.add(tf.mul(this.v[i], b2), tf.mul(tf.square(g), 1 - b2));
         this.m[i].assign(m);
         this.v[i].assign(v);
+        // AdamW first decays: p <- p (1 - lr wd)
+        const decayed = wd > 0 && this.decay[i] ? tf.mul(p, 1 - lr * wd) : p;
         // p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)   (PyTorch's form)
         const denom = tf.add(tf.div(tf.sqrt(v), Math.sqrt(1 - b2 ** t)), eps);
-        p.assign(tf.sub(p, tf.mul(tf.div(m, denom), lr / (1 - b1 ** t))));
+        p.assign(tf.sub(decayed, tf.mul(tf.div(m, denom), lr / (1 - b1 ** t))));
       });
     });
     return norm;

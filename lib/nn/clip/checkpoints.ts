@@ -57,6 +57,11 @@ export const OPEN_CLIP_ARCHS: Record<"ViT-B-32" | "ViT-L-14" | "ViT-g-14", OpenC
 
 /** transformers' CLIPConfig equivalent of an OpenAI / open_clip architecture. */
 export function clipConfigFromArch(a: OpenClipArch): ClipConfig {
+  for (const [tower, t] of [["image", a.vision], ["text", a.text]] as const) {
+    if (!Number.isInteger(t.heads) || t.heads < 1 || t.width % t.heads !== 0) {
+      throw new Error(`CLIP architecture: ${t.heads} ${tower} heads do not split width ${t.width} (OpenAI's rule is width / 64; give the head count)`);
+    }
+  }
   const act = a.quickGelu ? "quick_gelu" : "gelu";
   const common = { hiddenAct: act, layerNormEps: 1e-5, projectionDim: a.embedDim, withProjection: true } as const;
   return {
