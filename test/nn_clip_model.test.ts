@@ -55,6 +55,27 @@ test("transformers CLIPModel folder (float16 pytorch_model.bin, legacy position_
   model.dispose();
 });
 
+test("a sharded transformers checkpoint (model.safetensors.index.json) loads the same model", () => {
+  const dir = path.join(tmp, "sharded");
+  fs.mkdirSync(dir);
+  fs.copyFileSync(path.join(FIX, "hf_tiny", "config.json"), path.join(dir, "config.json"));
+  const sd = readTorchCheckpoint(path.join(FIX, "hf_tiny", "pytorch_model.bin"));
+  const keys = Object.keys(sd);
+  const shards = [keys.slice(0, 20), keys.slice(20)];
+  const map: Record<string, string> = {};
+  shards.forEach((ks, i) => {
+    const name = `model-0000${i + 1}-of-00002.safetensors`;
+    writeSafetensors(path.join(dir, name), Object.fromEntries(ks.map((k) => [k, sd[k]])));
+    ks.forEach((k) => (map[k] = name));
+  });
+  fs.writeFileSync(path.join(dir, "model.safetensors.index.json"), JSON.stringify({ metadata: {}, weight_map: map }));
+  const model = loadTransformersClip(dir);
+  checkOutputs(model, "a", "sharded");
+  model.dispose();
+  fs.rmSync(path.join(dir, "model-00002-of-00002.safetensors"));
+  assert.throws(() => loadTransformersClip(dir), /model\.safetensors\.index\.json: shard model-00002-of-00002\.safetensors is missing/);
+});
+
 test("OpenAI's TorchScript release format (float16, build_model's extra keys) loads and matches", () => {
   const file = path.join(FIX, "openai_tiny_jit.pt");
   const sd = readTorchCheckpoint(file);
@@ -168,7 +189,7 @@ test("OpenAI layout: the architecture from shapes (build_model's rules), ResNets
 test("bad files, configs and inputs are named", () => {
   assert.throws(() => loadTransformersClip(tmp), /no config\.json/);
   fs.writeFileSync(path.join(tmp, "config.json"), JSON.stringify({ model_type: "clip" }));
-  assert.throws(() => loadTransformersClip(tmp), /no weights \(expected one of model\.safetensors, pytorch_model\.bin/);
+  assert.throws(() => loadTransformersClip(tmp), /no weights \(expected one of model\.safetensors, pytorch_model\.bin, or its \.index\.json/);
   assert.throws(() => parseClipConfig({ model_type: "clip_text_model" }, "c.json"), /c\.json: model_type "clip_text_model" is not "clip"/);
   assert.throws(() => parseClipVisionConfig({ image_size: 30, patch_size: 8 }, "v.json"), /v\.json: image_size 30 is not a multiple of patch_size 8/);
   assert.throws(() => parseClipVisionConfig({ model_type: "clip_text_model" }, "v.json"), /is not a CLIP vision model/);

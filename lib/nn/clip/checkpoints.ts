@@ -233,14 +233,38 @@ export function loadOpenAiClip(file: string, heads: { vision?: number; text?: nu
 export function loadOpenClip(file: string, arch: keyof typeof OPEN_CLIP_ARCHS | OpenClipArch): ClipModel {
   const a = typeof arch === "string" ? OPEN_CLIP_ARCHS[arch] : arch;
   if (!a) throw new Error(`${file}: unknown open_clip architecture ${JSON.stringify(arch)} (known: ${Object.keys(OPEN_CLIP_ARCHS).join(", ")})`);
-  const sd = file.endsWith(".safetensors") ? readSafetensors(file).tensors : readTorchCheckpoint(file);
-  return fromOpenAiLayout(sd, a, file);
+  return fromOpenAiLayout(readWeights(file), a, file);
 }
 
-/** The weight files a transformers folder may hold, in the order from_pretrained prefers them. */
+/** The weight files a transformers folder may hold, in the order from_pretrained prefers them (single, then sharded). */
 const TRANSFORMERS_WEIGHTS = ["model.safetensors", "pytorch_model.bin"];
 
-/** A transformers CLIPModel folder: config.json and model.safetensors or pytorch_model.bin. */
+function readWeights(file: string): Record<string, HostTensor> {
+  return file.endsWith(".safetensors") ? readSafetensors(file).tensors : readTorchCheckpoint(file);
+}
+
+/** A sharded checkpoint: `<name>.index.json` maps every key to its shard file in the same folder. */
+function readSharded(index: string): Record<string, HostTensor> {
+  let map: unknown;
+  try {
+    map = JSON.parse(fs.readFileSync(index, "utf8")).weight_map;
+  } catch (e) {
+    throw new Error(`${index}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof map !== "object" || map === null) throw new Error(`${index}: no weight_map object`);
+  const out: Record<string, HostTensor> = {};
+  for (const shard of new Set(Object.values(map as Record<string, string>))) {
+    const file = path.join(path.dirname(index), shard);
+    if (!fs.existsSync(file)) throw new Error(`${index}: shard ${shard} is missing`);
+    Object.assign(out, readWeights(file));
+  }
+  return out;
+}
+
+/**
+ * A transformers CLIPModel folder: config.json and model.safetensors or pytorch_model.bin, or a sharded
+ * checkpoint (model.safetensors.index.json / pytorch_model.bin.index.json and its shards).
+ */
 export function loadTransformersClip(dir: string): ClipModel {
   const configFile = path.join(dir, "config.json");
   if (!fs.existsSync(configFile)) throw new Error(`${dir}: no config.json (expected a transformers CLIPModel folder)`);
@@ -250,8 +274,11 @@ export function loadTransformersClip(dir: string): ClipModel {
   } catch (e) {
     throw new Error(`${configFile}: not valid JSON (${(e as Error).message})`);
   }
-  const weights = TRANSFORMERS_WEIGHTS.map((f) => path.join(dir, f)).find((f) => fs.existsSync(f));
-  if (!weights) throw new Error(`${dir}: no weights (expected one of ${TRANSFORMERS_WEIGHTS.join(", ")}; sharded checkpoints are not supported)`);
-  const sd = weights.endsWith(".safetensors") ? readSafetensors(weights).tensors : readTorchCheckpoint(weights);
-  return clipFromStateDict(sd, parseClipConfig(json, configFile), weights);
+  const config = parseClipConfig(json, configFile);
+  for (const name of TRANSFORMERS_WEIGHTS) {
+    const file = path.join(dir, name);
+    if (fs.existsSync(file)) return clipFromStateDict(readWeights(file), config, file);
+    if (fs.existsSync(`${file}.index.json`)) return clipFromStateDict(readSharded(`${file}.index.json`), config, `${file}.index.json`);
+  }
+  throw new Error(`${dir}: no weights (expected one of ${TRANSFORMERS_WEIGHTS.join(", ")}, or its .index.json with shards)`);
 }
