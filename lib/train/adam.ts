@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 // Adam with its state in the open (moments per parameter, step count) so a checkpoint holds all of it and a
 // resumed run continues bit for bit; tf.train.adam keeps running beta powers that it cannot restore exactly.
 // With weightDecay it is AdamW (Loshchilov & Hutter): decay decoupled from the gradient, on the parameters the
-// decay mask selects (CLIP and open_clip exempt gains, biases, embeddings' 1-d kin and the temperature).
+// decay mask selects (open_clip exempts gains, biases, the class token and the temperature).
 
 export interface AdamConfig {
   lr: number;

@@ -10,10 +10,10 @@ import { warmupCosine } from "./schedule";
 
 // Training a CLIP from scratch as Radford et al. (2021) and open_clip do: each batch of (image, caption) pairs
 // gives an N x N similarity matrix whose diagonal holds the true pairs; the loss is its symmetric cross-entropy
-// (clipContrastiveLoss). AdamW with decay on weight matrices only (open_clip exempts every tensor of rank < 2:
-// gains, biases, the class token, the temperature), linear warm-up then cosine learning rate, the temperature
-// logit_scale learned and clamped to [0, ln 100] after every step. Seeded; resumable through runTraining; the
-// data order is a pure function of (seed, step).
+// (clipContrastiveLoss). AdamW with decay on tensors of rank >= 2 only (open_clip v2.20's rule exempts rank < 2,
+// "ln", "bias" and logit_scale: gains, biases, the class token, the temperature), linear warm-up then cosine
+// learning rate, the temperature logit_scale learned and clamped to [0, ln 100] after every step. Seeded;
+// resumable through runTraining; the data order is a pure function of (seed, step).
 
 /** What the trainer needs from a captioned image set (CIFAR-10 with class captions here; the scene world later). */
 export interface CaptionedImages {
@@ -43,7 +43,7 @@ export interface ClipTrainConfig {
   evalEvery: number;
 }
 
-/** CLIP's optimiser settings (Radford et al. 2021, Table 9 / open_clip's defaults for ViTs): AdamW betas 0.9 / 0.98, eps 1e-6, decay 0.2. */
+/** CLIP's optimiser settings for ViTs (Radford et al. 2021; open_clip's get_default_params and --wd): AdamW betas 0.9 / 0.98, eps 1e-6, decay 0.2. */
 export const CLIP_TRAIN_DEFAULTS = { beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.2 } as const;
 
 /** A small CLIP, described by the numbers that differ between the two the text-to-image world needs. */
