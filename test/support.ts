@@ -62,3 +62,24 @@ export async function compareWithCpu(what: string, inputs: HostArray[], f: (...x
   const got = await on("wasm", inputs, f);
   want.forEach((w, i) => assertClose(got[i], w, `${what} output ${i}`, tol));
 }
+
+/** Largest |got - want| over the largest |want|: the error relative to the output's scale. */
+export function scaledErr(got: tf.Tensor, want: HostTensor, what: string): number {
+  assert.deepEqual(got.shape, want.shape, what);
+  const g = got.dataSync();
+  const w = want.data as Float32Array;
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < w.length; i++) {
+    err = Math.max(err, Math.abs(g[i] - w[i]));
+    scale = Math.max(scale, Math.abs(w[i]));
+  }
+  return err / scale;
+}
+
+/** An integer [N, L] host tensor (token ids) as N rows. */
+export function rowsOf(t: HostTensor): number[][] {
+  const [n, l] = t.shape;
+  const d = t.data as Int32Array;
+  return Array.from({ length: n }, (_, i) => Array.from(d.subarray(i * l, (i + 1) * l)));
+}

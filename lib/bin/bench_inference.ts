@@ -14,6 +14,7 @@ import { inferenceInfo } from "../backend/onnx_runtime";
 import { fromRoot } from "../core/paths";
 import { Rng } from "../core/random";
 import { edmDenoiser, edmSigmas } from "../diffusion/edm";
+import { runCli } from "./args";
 import { FrozenEdmDenoiser } from "../diffusion/frozen_denoiser";
 import { sampleOde, SolverDenoiser } from "../diffusion/samplers";
 import { rawNetOf } from "../diffusion/train_edm";
@@ -135,28 +136,31 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-function option(args: string[], name: string, fallback: number): number {
-  const i = args.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(args[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`bench:inference: ${name} expects a positive integer, got ${args[i + 1]}`);
-  return v;
-}
 
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const reps = option(args, "--reps", 3);
-  const rounds = option(args, "--rounds", 3);
+const CASES = ["block4", "teacher-heun"] as const;
+
+const SPEC = {
+  command: "npm run bench:inference --",
+  summary: "Frozen-network inference side by side: tfjs, onnxruntime-node and PyTorch CPU.",
+  flags: {
+    reps: { type: "int", min: 1, max: 10_000, default: 3, help: "timed runs per round" },
+    rounds: { type: "int", min: 1, max: 10_000, default: 3, help: "interleaved rounds" },
+    only: { type: "enum", values: CASES, help: "run one case" },
+    "no-tfjs": { type: "bool", help: "leave out the tfjs column" },
+    "no-torch": { type: "bool", help: "leave out the PyTorch column" },
+  },
+} as const;
+
+runCli(SPEC, async ({ flags }) => {
+  const { reps, rounds, only } = flags;
   const engine = await initEngine({ quiet: true });
   console.log(formatEngine(engine));
   const inference = inferenceInfo();
   if (inference.engine !== "onnxruntime") throw new Error(`bench:inference needs onnxruntime-node: ${inference.reason}`);
-  const torch = args.includes("--no-torch") ? undefined : torchSide(inference.threads!);
+  const torch = flags["no-torch"] ? undefined : torchSide(inference.threads!);
   console.log(`load average before: ${fs.readFileSync("/proc/loadavg", "utf8").trim()}`);
-  const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
-  const withTfjs = !args.includes("--no-tfjs");
+  const withTfjs = !flags["no-tfjs"];
   const cases = [{ id: "block4", make: block4 }, { id: "teacher-heun", make: teacherHeun }].filter((c) => only === undefined || c.id === only);
-  if (cases.length === 0) throw new Error(`bench:inference: --only ${only}: the cases are block4, teacher-heun`);
   const cell = (t: Times) => (t.wall.length ? `${median(t.wall).toFixed(1)} (${median(t.cpu).toFixed(0)})` : "");
   const ratio = (a: Times, b: Times) => (a.wall.length && b.wall.length ? `${(median(a.wall) / median(b.wall)).toFixed(2)}x (${(median(a.cpu) / median(b.cpu)).toFixed(2)}x)` : "");
   const rows: string[][] = [];
@@ -180,9 +184,4 @@ async function main(): Promise<void> {
   console.log("| work | tfjs (training engine) | onnxruntime-node | PyTorch CPU | onnxruntime / PyTorch | tfjs / PyTorch |");
   console.log("|---|---|---|---|---|---|");
   for (const r of rows) console.log(`| ${r.join(" | ")} |`);
-}
-
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
 });

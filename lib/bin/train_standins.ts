@@ -25,6 +25,7 @@ import { ClassifierHead, LatentVgg16Bn, Vgg16 } from "../nn/vgg";
 import { Adam, lossAndGrads } from "../train/adam";
 import { batchIndices } from "../train/data_order";
 import { runTraining } from "../train/loop";
+import { warmupCosine } from "../train/schedule";
 import { C10_CLASSIFIER, C10_WEIGHTS, C10Classifier } from "../metrics/cifar_classifier";
 import { IMAGENET_SHIFT, IMAGENET_SCALE, STANDIN_FILES, STANDIN_WIDTH } from "../perceptual/standins";
 import { runCli, UsageError } from "./args";
@@ -188,12 +189,6 @@ interface ClassifierJob {
   test: HostSet;
 }
 
-function learningRate(cfg: ClassifierTraining, i: number): number {
-  if (i < cfg.warmup) return (cfg.lr * (i + 1)) / cfg.warmup;
-  // lr_i = lr / 2 (1 + cos(pi (i - warmup) / (steps - warmup)))
-  return (cfg.lr / 2) * (1 + Math.cos((Math.PI * (i - cfg.warmup)) / Math.max(1, cfg.steps - cfg.warmup)));
-}
-
 /** Top-1 accuracy on the first `n` images of a set, in inference mode. */
 function accuracy(job: ClassifierJob, set: HostSet, n = set.shape[0]): number {
   job.setTraining?.(false);
@@ -250,7 +245,7 @@ async function trainClassifier(job: ClassifierJob): Promise<JobResult> {
       job.setTraining?.(true);
       const onehot = tf.oneHot(y, 10);
       const { loss, grads } = lossAndGrads(() => tf.losses.softmaxCrossEntropy(onehot, job.logits(x)) as tf.Scalar, params);
-      const lr = learningRate(cfg, i);
+      const lr = warmupCosine(cfg, i);
       opt.apply(grads, lr);
       tf.dispose([x, y, onehot, ...grads]);
       return { loss, lr };
