@@ -32,6 +32,8 @@ export interface TrainResult {
   history: Array<Record<string, number>>;
   resumedFrom: number;
   secondsPerStep: number;
+  /** Wall time of the whole run, the interrupted parts before a resume included. */
+  seconds: number;
   /** Live tensors after the first step and at the end: equal unless a step leaks. */
   tensorsAfterFirstStep: number;
   tensorsAtEnd: number;
@@ -40,6 +42,7 @@ export interface TrainResult {
 export async function runTraining(spec: TrainSpec): Promise<TrainResult> {
   let history: Array<Record<string, number>> = [];
   let start = 0;
+  let secondsBefore = 0;
   const latest = spec.ckptDir ? latestCheckpoint(spec.ckptDir) : undefined;
   if (latest) {
     const meta = loadCheckpoint(latest, spec.vars);
@@ -50,16 +53,18 @@ export async function runTraining(spec: TrainSpec): Promise<TrainResult> {
     spec.extraState?.load(meta);
     history = meta.history;
     start = meta.step;
+    secondsBefore = Number(meta.trainSeconds ?? 0);
   }
+  const t0 = Date.now();
+  const seconds = () => secondsBefore + (Date.now() - t0) / 1000;
   const save = async (step: number) => {
     if (!spec.ckptDir) return;
-    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
+    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, trainSeconds: seconds(), rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
     await saveCheckpoint(spec.ckptDir, spec.vars, meta);
     await spec.onCheckpoint?.(history);
   };
   const progress = new Progress(spec.label, spec.totalSteps - start);
   let tensorsAfterFirstStep = -1;
-  const t0 = Date.now();
   for (let i = start; i < spec.totalSteps; i++) {
     const metrics = spec.step(i);
     const entry: Record<string, number> = { step: i + 1, ...metrics };
@@ -76,6 +81,7 @@ export async function runTraining(spec: TrainSpec): Promise<TrainResult> {
     history,
     resumedFrom: start,
     secondsPerStep: steps > 0 ? (Date.now() - t0) / 1000 / steps : 0,
+    seconds: seconds(),
     tensorsAfterFirstStep,
     tensorsAtEnd: tf.memory().numTensors,
   };

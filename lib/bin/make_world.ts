@@ -1,0 +1,140 @@
+// The text-to-image world's data (lib/experiments/t2i_world.ts), at the scale of D2G_SCALE (default cpu).
+//   node node_modules/d2g/lib/bin/make_world.js encode [--splits scorer,val,test,train] [--budget-min M]
+//       encode the scenes with TAEF2 into the latent cache under runs/world/ (resumable: run again to continue)
+//   node node_modules/d2g/lib/bin/make_world.js sizes [--n 48]
+//       the 64-or-128 px choice: TAEF2 round-trip PSNR and time per image at both sizes, and the cost of a
+//       teacher-sized UNet evaluation on 8x8x32 and 16x16x32 latents; writes figures/world_roundtrip_{64,128}.png
+//   node node_modules/d2g/lib/bin/make_world.js preview
+//       val scenes with their canonical caption above their TAEF2 round trips (figures/world_scenes.png)
+import * as tf from "@tensorflow/tfjs";
+import { initEngine } from "../backend/engine";
+import { Rng } from "../core/random";
+import { u8ToUnit } from "../data/images";
+import { canonicalCaption } from "../data/scene_captions";
+import { Split, SPLITS } from "../data/scenes";
+import { taef2Codec } from "../nn/latent_codec";
+import { SongUNet } from "../nn/unet";
+import { currentScale } from "../experiments/scale";
+import { codecSizeReport, T2iWorld } from "../experiments/t2i_world";
+import { saveImageGrid } from "../viz/image_grid";
+
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? undefined : process.argv[i + 1];
+}
+
+function positive(name: string, fallback: number): number {
+  const raw = flag(name);
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} ${raw}: expected a positive number`);
+  return v;
+}
+
+async function encode(): Promise<void> {
+  const world = await T2iWorld.forScale();
+  const splits = flag("splits")?.split(",") as Split[] | undefined;
+  for (const s of splits ?? []) if (!SPLITS.includes(s)) throw new Error(`--splits: unknown split '${s}'; expected ${SPLITS.join(", ")}`);
+  const budget = flag("budget-min");
+  console.log(`world ${world.config.name}: ${JSON.stringify(world.config.counts)} scenes at ${world.config.imageSize} px -> ${world.cache.dir}`);
+  const codec = await taef2Codec();
+  const done = await world.build(codec, { splits, budgetS: budget === undefined ? undefined : 60 * positive("budget-min", 1) });
+  for (const [split, r] of Object.entries(done)) {
+    console.log(`${split}: ${r.complete ? "complete" : "incomplete"}, ${r.chunksWritten} chunks written in ${r.seconds.toFixed(0)} s`);
+  }
+  if (Object.values(done).some((r) => !r.complete) || Object.keys(done).length < (splits ?? SPLITS).length) console.log("time budget spent; run encode again to continue");
+  codec.dispose();
+}
+
+/** Time per sample of a teacher-sized UNet (SongUNet, 64 channels, 1-2-2, attention below full size) on latents. */
+async function unetCost(res: number): Promise<{ params: number; forwardMs: number; stepMs: number }> {
+  const net = new SongUNet({
+    imgResolution: res, inChannels: 32, outChannels: 32, labelDim: 0, augmentDim: 0,
+    modelChannels: 64, channelMult: [1, 2, 2], channelMultEmb: 4, numBlocks: 1, attnResolutions: [res / 2, res / 4], dropout: 0,
+  }, new Rng(0));
+  const x = tf.randomNormal([64, res, res, 32], 0, 1, "float32", 1) as tf.Tensor4D;
+  const t = tf.ones([64]) as tf.Tensor1D;
+  const params = net.parameters();
+  const xb = x.slice(0, 32);
+  const tb = t.slice(0, 32);
+  const forward = async () => {
+    const y = net.forward(x, t);
+    await y.data();
+    y.dispose();
+  };
+  const step = () => {
+    const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(net.forward(xb, tb))) as tf.Scalar, params);
+    value.dataSync();
+    tf.dispose([value, ...Object.values(grads)]);
+  };
+  await forward();
+  step();
+  let t0 = Date.now();
+  for (let k = 0; k < 3; k++) await forward();
+  const forwardMs = (Date.now() - t0) / 3 / 64;
+  t0 = Date.now();
+  for (let k = 0; k < 2; k++) step();
+  const stepMs = (Date.now() - t0) / 2;
+  const n = net.numParameters();
+  tf.dispose([x, t, xb, tb]);
+  net.dispose();
+  return { params: n, forwardMs, stepMs };
+}
+
+async function sizes(): Promise<void> {
+  const n = positive("n", 48);
+  const codec = await taef2Codec();
+  const { rows, images } = await codecSizeReport(codec, 0, n, [64, 128]);
+  console.log(`TAEF2 round trip of ${n} val scenes (batch 16):`);
+  console.log("| size | latents | PSNR mean (dB) | PSNR min (dB) | encode ms/img (CPU) | decode ms/img (CPU) |\n|---|---|---|---|---|---|");
+  for (const r of rows) {
+    console.log(`| ${r.size} | ${r.latentShape.join("x")} | ${r.psnrMean.toFixed(2)} | ${r.psnrMin.toFixed(2)} | ${r.encodeMs.toFixed(0)} (${r.encodeCpuMs.toFixed(0)}) | ${r.decodeMs.toFixed(0)} (${r.decodeCpuMs.toFixed(0)}) |`);
+    const { real, roundTrip } = images[r.size];
+    const k = Math.min(16, n);
+    const both = tf.concat([real.slice(0, k), roundTrip.slice(0, k)]) as tf.Tensor4D;
+    const saved = await saveImageGrid(`world_roundtrip_${r.size}`, both, { cols: 8, zoom: 128 / r.size });
+    console.log(`  ${saved.path}: rows 1-2 rendered, rows 3-4 their TAEF2 round trips`);
+    tf.dispose([real, roundTrip, both]);
+  }
+  console.log("teacher-sized UNet (SongUNet 64 ch, mult 1,2,2, 1 block, attention at 1/2 and 1/4) on TAEF2 latents:");
+  console.log("| latents | parameters | forward ms/sample (batch 64) | train step ms (batch 32) |\n|---|---|---|---|");
+  for (const res of [8, 16]) {
+    const c = await unetCost(res);
+    console.log(`| ${res}x${res}x32 | ${c.params} | ${c.forwardMs.toFixed(1)} | ${c.stepMs.toFixed(0)} |`);
+  }
+  codec.dispose();
+}
+
+async function preview(): Promise<void> {
+  const world = await T2iWorld.forScale();
+  const [n, cols, s] = [8, 4, world.config.imageSize];
+  const real = tf.tensor4d(u8ToUnit(await world.cache.images("val", 0, n)), [n, s, s, 3]);
+  const codec = await taef2Codec();
+  const roundTrip = tf.tidy(() => tf.clipByValue(codec.decode(codec.encode(real)), -1, 1) as tf.Tensor4D);
+  // rows of rendered scenes, each followed by a row of their round trips
+  const order = Array.from({ length: 2 * n }, (_, k) => {
+    const [row, col] = [Math.floor(k / cols), k % cols];
+    return { i: Math.floor(row / 2) * cols + col, rt: row % 2 === 1 };
+  });
+  const cells = tf.tidy(() => tf.stack(order.map(({ i, rt }) => (rt ? roundTrip : real).slice(i, 1).squeeze([0]))) as tf.Tensor4D);
+  const captions = order.map(({ i, rt }) => (rt ? "TAEF2 round trip" : canonicalCaption(world.scene("val", i).spec)));
+  const saved = await saveImageGrid("world_scenes", cells, { cols, zoom: 4, captions, fontSize: 7 });
+  console.log(`${saved.path}: val scenes 0-${n - 1} (rows 1 and 3) and their TAEF2 round trips (rows 2 and 4); their captions:`);
+  for (let i = 0; i < n; i++) console.log(`${i}: ${world.captions("val", i).join(" | ")}`);
+  tf.dispose([real, roundTrip, cells]);
+  codec.dispose();
+}
+
+async function main(): Promise<void> {
+  const cmd = process.argv[2];
+  const cmds: Record<string, () => Promise<void>> = { encode, sizes, preview };
+  if (!cmds[cmd]) throw new Error(`usage: make_world.js <${Object.keys(cmds).join("|")}> [flags] (see the comment at the top of lib/bin/make_world.ts)`);
+  await initEngine();
+  console.log(`scale ${currentScale()}`);
+  await cmds[cmd]();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
