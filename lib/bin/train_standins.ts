@@ -16,7 +16,7 @@ import { Cifar10, cifar10Floats, loadCifar10 } from "../data/cifar10";
 import { readNpy, writeNpy } from "../io/npy";
 import { writeSafetensors } from "../io/safetensors";
 import { HostTensor } from "../io/host_tensor";
-import { Conv2d, Linear } from "../nn/layers";
+import { torchvisionInit } from "../nn/init";
 import { taef2Codec } from "../nn/latent_codec";
 import { Module } from "../nn/module";
 import { ClassifierHead, LatentVgg16Bn, Vgg16 } from "../nn/vgg";
@@ -237,26 +237,6 @@ async function trainClassifier(job: ClassifierJob): Promise<JobResult> {
   opt.dispose();
   console.log(`${job.name}: ${cfg.steps} steps, ${seconds.toFixed(0)} s, test accuracy ${(100 * testAcc).toFixed(2)}% on ${job.test.shape[0]} images`);
   return { steps: cfg.steps, seconds, testAcc, history: result.history };
-}
-
-/** torchvision's VGG init: conv weights N(0, 2 / fan_out) (kaiming_normal_, mode fan_out), biases 0; Linear N(0, 0.01). */
-function torchvisionInit(modules: Module[], rng: Rng): void {
-  const convs: Conv2d[] = [];
-  const linears: Linear[] = [];
-  const walk = (m: Module): void => {
-    if (m instanceof Conv2d) convs.push(m);
-    else if (m instanceof Linear) linears.push(m);
-    for (const [, c] of m.children()) if (c instanceof Module) walk(c);
-  };
-  modules.forEach(walk);
-  for (const c of convs) {
-    c.weight.assign(tf.randomNormal(c.weight.shape, 0, Math.sqrt(2 / (c.outC * c.k * c.k)), "float32", rng.seed()));
-    c.bias?.assign(tf.zerosLike(c.bias));
-  }
-  for (const l of linears) {
-    l.weight.assign(tf.randomNormal(l.weight.shape, 0, 0.01, "float32", rng.seed()));
-    l.bias?.assign(tf.zerosLike(l.bias));
-  }
 }
 
 /** Weights with metadata, plus a CSV of the training curve (every `every`-th step) next to them. */

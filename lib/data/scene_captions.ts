@@ -98,8 +98,10 @@ export function randomCaption(spec: SceneSpec, rng: Rng): string {
   const bg = join(pick(rng, ["on", "against"]), backgroundPhrase(spec, choose));
   if (form === 1) return join(pick(rng, LEADS), body(spec, choose, flip, false), bg);
   if (form === 2 && spec.relation !== null) return join(body(spec, choose, flip, true), bg);
-  const lead = rng.uniform() < 0.5 ? "" : (flip ? spec.groups[1] : spec.groups[0]).count === 1 ? "there is" : "there are";
-  return join(lead, body(spec, choose, flip, false), bg);
+  const b = body(spec, choose, flip, false);
+  // "there is a pair of ...", "there are two ...": the verb agrees with the first word
+  const lead = rng.uniform() < 0.5 ? "" : /^(a|an|one) /.test(b) ? "there is" : "there are";
+  return join(lead, b, bg);
 }
 
 /** The scene's CAPTIONS_PER_SCENE captions: distinct phrasings from the scene's own caption stream. */

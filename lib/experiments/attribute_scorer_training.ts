@@ -157,7 +157,8 @@ export async function evaluateScorer(scorer: AttributeScorer, data: ScorerData, 
 export async function trainAttributeScorer(scorer: AttributeScorer, data: ScorerData, cfg: ScorerTraining, ckptDir?: string): Promise<TrainResult> {
   if (data.size !== scorer.config.imageSize) throw new Error(`attribute scorer training: images are ${data.size} px, the scorer reads ${scorer.config.imageSize} px`);
   const named = scorer.namedVariables();
-  const params = named.map(([, v]) => v);
+  // the background norm's running statistics are checkpointed but not optimised
+  const params = named.map(([, v]) => v).filter((v) => v.trainable);
   const opt = new Adam(params, { lr: cfg.lr });
   const order = new Map<number, Int32Array>();
   const g = scorer.gridSize;
@@ -177,11 +178,13 @@ export async function trainAttributeScorer(scorer: AttributeScorer, data: Scorer
       const x = imageBatch(data, idx, flipped);
       const t = scorerTargets(Array.from(idx, (k) => data.scenes[k]), flipped, g);
       const parts: Record<string, number> = {};
+      scorer.setTraining(true);
       const { loss, grads } = lossAndGrads(() => {
         const l = scorerLoss(scorer, x, t);
         for (const [k, v] of Object.entries(l.parts)) parts[k] = v.dataSync()[0];
         return l.total;
       }, params);
+      scorer.setTraining(false);
       const lr = warmupCosineLr(cfg, i);
       opt.apply(grads, lr);
       tf.dispose([x, ...Object.values(t), ...grads]);
