@@ -3,9 +3,11 @@
 //       encode the scenes with TAEF2 into the latent cache under runs/world/ (resumable: run again to continue)
 //   node node_modules/d2g/lib/bin/make_world.js sizes [--n 48]
 //       the 64-or-128 px choice: TAEF2 round-trip PSNR and time per image at both sizes, and the cost of a
-//       teacher-sized UNet evaluation on 8x8x32 and 16x16x32 latents; writes figures/world_roundtrip_{64,128}.png
+//       teacher-sized UNet evaluation on 8x8x32 and 16x16x32 latents, each pair measured interleaved in one run;
+//       writes figures/world_roundtrip_{64,128}.png
 //   node node_modules/d2g/lib/bin/make_world.js preview
 //       val scenes with their canonical caption above their TAEF2 round trips (figures/world_scenes.png)
+import * as fs from "fs";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../backend/engine";
 import { Rng } from "../core/random";
@@ -46,43 +48,56 @@ async function encode(): Promise<void> {
   codec.dispose();
 }
 
-/** Time per sample of a teacher-sized UNet (SongUNet, 64 channels, 1-2-2, attention below full size) on latents. */
-async function unetCost(res: number): Promise<{ params: number; forwardMs: number; stepMs: number }> {
-  const net = new SongUNet({
-    imgResolution: res, inChannels: 32, outChannels: 32, labelDim: 0, augmentDim: 0,
-    modelChannels: 64, channelMult: [1, 2, 2], channelMultEmb: 4, numBlocks: 1, attnResolutions: [res / 2, res / 4], dropout: 0,
-  }, new Rng(0));
-  const x = tf.randomNormal([64, res, res, 32], 0, 1, "float32", 1) as tf.Tensor4D;
-  const t = tf.ones([64]) as tf.Tensor1D;
-  const params = net.parameters();
-  const xb = x.slice(0, 32);
-  const tb = t.slice(0, 32);
-  const forward = async () => {
-    const y = net.forward(x, t);
-    await y.data();
-    y.dispose();
-  };
-  const step = () => {
-    const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(net.forward(xb, tb))) as tf.Scalar, params);
-    value.dataSync();
-    tf.dispose([value, ...Object.values(grads)]);
-  };
-  await forward();
-  step();
-  let t0 = Date.now();
-  for (let k = 0; k < 3; k++) await forward();
-  const forwardMs = (Date.now() - t0) / 3 / 64;
-  t0 = Date.now();
-  for (let k = 0; k < 2; k++) step();
-  const stepMs = (Date.now() - t0) / 2;
-  const n = net.numParameters();
-  tf.dispose([x, t, xb, tb]);
-  net.dispose();
-  return { params: n, forwardMs, stepMs };
+/**
+ * Time per sample of a teacher-sized UNet (SongUNet, 64 channels, 1-2-2, attention below full size) on latents of
+ * each side: forward at batch 64, a training step at batch 32; the sides alternate round by round.
+ */
+async function unetCost(sides: number[], rounds = 3): Promise<Array<{ side: number; params: number; forwardMs: number; stepMs: number }>> {
+  const runs = sides.map((res) => {
+    const net = new SongUNet({
+      imgResolution: res, inChannels: 32, outChannels: 32, labelDim: 0, augmentDim: 0,
+      modelChannels: 64, channelMult: [1, 2, 2], channelMultEmb: 4, numBlocks: 1, attnResolutions: [res / 2, res / 4], dropout: 0,
+    }, new Rng(0));
+    const x = tf.randomNormal([64, res, res, 32], 0, 1, "float32", 1) as tf.Tensor4D;
+    const t = tf.ones([64]) as tf.Tensor1D;
+    const [xb, tb] = [x.slice(0, 32), t.slice(0, 32)];
+    const forward = async () => {
+      const y = net.forward(x, t);
+      await y.data();
+      y.dispose();
+    };
+    const step = () => {
+      const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(net.forward(xb, tb))) as tf.Scalar, net.parameters());
+      value.dataSync();
+      tf.dispose([value, ...Object.values(grads)]);
+    };
+    return { res, net, tensors: [x, t, xb, tb], forward, step, forwardMs: 0, stepMs: 0 };
+  });
+  for (const r of runs) {
+    await r.forward();
+    r.step();
+  }
+  for (let k = 0; k < rounds; k++) {
+    for (const r of runs) {
+      let t0 = Date.now();
+      await r.forward();
+      r.forwardMs += (Date.now() - t0) / rounds / 64;
+      t0 = Date.now();
+      r.step();
+      r.stepMs += (Date.now() - t0) / rounds;
+    }
+  }
+  return runs.map((r) => {
+    const params = r.net.numParameters();
+    tf.dispose(r.tensors);
+    r.net.dispose();
+    return { side: r.res, params, forwardMs: r.forwardMs, stepMs: r.stepMs };
+  });
 }
 
 async function sizes(): Promise<void> {
   const n = positive("n", 48);
+  console.log(`load average at the start: ${fs.readFileSync("/proc/loadavg", "utf8").trim()}`);
   const codec = await taef2Codec();
   const { rows, images } = await codecSizeReport(codec, 0, n, [64, 128]);
   console.log(`TAEF2 round trip of ${n} val scenes (batch 16):`);
@@ -91,17 +106,15 @@ async function sizes(): Promise<void> {
     console.log(`| ${r.size} | ${r.latentShape.join("x")} | ${r.psnrMean.toFixed(2)} | ${r.psnrMin.toFixed(2)} | ${r.encodeMs.toFixed(0)} (${r.encodeCpuMs.toFixed(0)}) | ${r.decodeMs.toFixed(0)} (${r.decodeCpuMs.toFixed(0)}) |`);
     const { real, roundTrip } = images[r.size];
     const k = Math.min(16, n);
-    const both = tf.concat([real.slice(0, k), roundTrip.slice(0, k)]) as tf.Tensor4D;
+    const both = tf.tidy(() => tf.concat([real.slice(0, k), roundTrip.slice(0, k)]) as tf.Tensor4D);
     const saved = await saveImageGrid(`world_roundtrip_${r.size}`, both, { cols: 8, zoom: 128 / r.size });
     console.log(`  ${saved.path}: rows 1-2 rendered, rows 3-4 their TAEF2 round trips`);
     tf.dispose([real, roundTrip, both]);
   }
   console.log("teacher-sized UNet (SongUNet 64 ch, mult 1,2,2, 1 block, attention at 1/2 and 1/4) on TAEF2 latents:");
   console.log("| latents | parameters | forward ms/sample (batch 64) | train step ms (batch 32) |\n|---|---|---|---|");
-  for (const res of [8, 16]) {
-    const c = await unetCost(res);
-    console.log(`| ${res}x${res}x32 | ${c.params} | ${c.forwardMs.toFixed(1)} | ${c.stepMs.toFixed(0)} |`);
-  }
+  for (const c of await unetCost([8, 16])) console.log(`| ${c.side}x${c.side}x32 | ${c.params} | ${c.forwardMs.toFixed(1)} | ${c.stepMs.toFixed(0)} |`);
+  console.log(`load average at the end: ${fs.readFileSync("/proc/loadavg", "utf8").trim()}`);
   codec.dispose();
 }
 

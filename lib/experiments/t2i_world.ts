@@ -117,45 +117,49 @@ export interface CodecSizeRow {
   decodeCpuMs: number;
 }
 
-/** The codec's round trip of the same `n` scenes at each size: PSNR and time per image (for the 64-or-128 choice). */
+/**
+ * The codec's round trip of the same `n` scenes at each size: PSNR and time per image (for the 64-or-128 choice).
+ * The sizes alternate batch by batch, so machine load falls on all of them alike.
+ */
 export async function codecSizeReport(codec: CacheCodec, seed: number, n: number, sizes: number[], batch = 16): Promise<{ rows: CodecSizeRow[]; images: Record<number, { real: tf.Tensor4D; roundTrip: tf.Tensor4D }> }> {
   const scenes = Array.from({ length: n }, (_, i) => makeScene(seed, "val", i));
+  const real: tf.Tensor4D[] = [];
+  for (const size of sizes) {
+    real.push(tf.tensor4d(u8ToUnit(await renderScenes(scenes, size)), [n, size, size, 3]));
+    // warm-up: the first call of each kernel shape compiles
+    tf.dispose(tf.tidy(() => codec.decode(codec.encode(real[real.length - 1].slice(0, Math.min(batch, n))))));
+  }
+  const parts: tf.Tensor4D[][] = sizes.map(() => []);
+  const time = sizes.map(() => ({ enc: 0, dec: 0, encCpu: 0, decCpu: 0, latentShape: [] as number[] }));
+  const timed = async <T extends tf.Tensor>(f: () => T): Promise<{ out: T; ms: number; cpuMs: number }> => {
+    const [t, c] = [Date.now(), process.cpuUsage()];
+    const out = f();
+    await out.data();
+    const cpu = process.cpuUsage(c);
+    return { out, ms: Date.now() - t, cpuMs: (cpu.user + cpu.system) / 1000 };
+  };
+  for (let b = 0; b < n; b += batch) {
+    for (let k = 0; k < sizes.length; k++) {
+      const x = real[k].slice(b, Math.min(batch, n - b));
+      const z = await timed(() => codec.encode(x));
+      const y = await timed(() => codec.decode(z.out));
+      Object.assign(time[k], { enc: time[k].enc + z.ms, encCpu: time[k].encCpu + z.cpuMs, dec: time[k].dec + y.ms, decCpu: time[k].decCpu + y.cpuMs, latentShape: z.out.shape.slice(1) });
+      parts[k].push(y.out);
+      tf.dispose([x, z.out]);
+    }
+  }
   const rows: CodecSizeRow[] = [];
   const images: Record<number, { real: tf.Tensor4D; roundTrip: tf.Tensor4D }> = {};
-  for (const size of sizes) {
-    const real = tf.tensor4d(u8ToUnit(await renderScenes(scenes, size)), [n, size, size, 3]);
-    // warm-up: the first call of each kernel shape compiles
-    tf.dispose(tf.tidy(() => codec.decode(codec.encode(real.slice(0, 1)))));
-    const parts: tf.Tensor4D[] = [];
-    const time = { enc: 0, dec: 0, encCpu: 0, decCpu: 0 };
-    let latentShape: number[] = [];
-    for (let b = 0; b < n; b += batch) {
-      const x = real.slice(b, Math.min(batch, n - b));
-      let [t, c] = [Date.now(), process.cpuUsage()];
-      const z = codec.encode(x);
-      await z.data();
-      latentShape = z.shape.slice(1);
-      let cpu = process.cpuUsage(c);
-      time.enc += Date.now() - t;
-      time.encCpu += (cpu.user + cpu.system) / 1000;
-      [t, c] = [Date.now(), process.cpuUsage()];
-      const y = codec.decode(z);
-      await y.data();
-      cpu = process.cpuUsage(c);
-      time.dec += Date.now() - t;
-      time.decCpu += (cpu.user + cpu.system) / 1000;
-      parts.push(y);
-      tf.dispose([x, z]);
-    }
-    const roundTrip = tf.tidy(() => tf.clipByValue(tf.concat(parts), -1, 1) as tf.Tensor4D);
-    tf.dispose(parts);
-    const p = await psnr8bit(real, roundTrip);
+  for (let k = 0; k < sizes.length; k++) {
+    const roundTrip = tf.tidy(() => tf.clipByValue(tf.concat(parts[k]), -1, 1) as tf.Tensor4D);
+    tf.dispose(parts[k]);
+    const p = await psnr8bit(real[k], roundTrip);
+    const t = time[k];
     rows.push({
-      size, latentShape,
-      psnrMean: p.reduce((a, v) => a + v, 0) / n, psnrMin: Math.min(...p),
-      encodeMs: time.enc / n, decodeMs: time.dec / n, encodeCpuMs: time.encCpu / n, decodeCpuMs: time.decCpu / n,
+      size: sizes[k], latentShape: t.latentShape, psnrMean: p.reduce((a, v) => a + v, 0) / n, psnrMin: Math.min(...p),
+      encodeMs: t.enc / n, decodeMs: t.dec / n, encodeCpuMs: t.encCpu / n, decodeCpuMs: t.decCpu / n,
     });
-    images[size] = { real, roundTrip };
+    images[sizes[k]] = { real: real[k], roundTrip };
   }
   return { rows, images };
 }
