@@ -66,6 +66,16 @@ export class Adam {
   }
 }
 
+/** Adam's moments by checkpoint name (`<prefix>.m.<k>`, `<prefix>.v.<k>`, k the parameter's position), for TrainSpec.vars. */
+export function adamVariables(opt: Adam, prefix = "adam"): Record<string, tf.Variable> {
+  const out: Record<string, tf.Variable> = {};
+  opt.params.forEach((_, k) => {
+    out[`${prefix}.m.${k}`] = opt.m[k];
+    out[`${prefix}.v.${k}`] = opt.v[k];
+  });
+  return out;
+}
+
 /**
  * Loss and gradients w.r.t. `params`, in their order, without touching tfjs's variable registry
  * (variableGrads keys by auto-generated names, which are not stable across runs).
