@@ -17,6 +17,10 @@ import { Module } from "../lib/nn/module";
 import { TAEF2, taesdDecoder, taesdEncoder } from "../lib/nn/taesd";
 import { SongUNet } from "../lib/nn/unet";
 import { LatentVgg16Bn, Vgg16 } from "../lib/nn/vgg";
+import { clipTextModelFromConfig } from "../lib/nn/clip/text_encoder";
+import { clipVisionModelFromConfig } from "../lib/nn/clip/vision_encoder";
+import { AutoencoderKL, AutoencoderKLCodec, parseAutoencoderKLConfig } from "../lib/nn/sd/autoencoder_kl";
+import { parseUNet2DConditionConfig, UNet2DConditionModel } from "../lib/nn/sd/unet2d_condition";
 
 // ONNX export from the networks' own forward, run by onnxruntime-node against the same forward on tfjs.
 // Parity is judged against the largest output magnitude: max |ort - tfjs| <= 1e-5 max |tfjs|, per output.
@@ -210,6 +214,46 @@ test("the kernels of transformer text encoders and SD UNets export: LayerNorm, G
   const errs = await parity({ name: "ops-test", variables: vars, outputs: outs, fn: (i, s, x) => fn(i, s, x) }, [["ids", ids], ["timestep", timestep], ["img", img]]);
   errs.forEach((e, i) => assert.ok(e < TOL, `${outs[i]}: relative error ${e}`));
   tf.dispose([ids, timestep, img, ...vars.map(([, v]) => v)]);
+});
+
+test("UNet2DConditionModel, AutoencoderKL decoder and the CLIP text and image towers: exported forward equals tfjs", async () => {
+  // cross-attention down, plain down, cross-attention up, the middle block with attention
+  const unet = new UNet2DConditionModel(parseUNet2DConditionConfig({
+    sample_size: 8, in_channels: 4, out_channels: 4, block_out_channels: [8, 16], layers_per_block: 1,
+    down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"], up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],
+    cross_attention_dim: 8, attention_head_dim: 2, norm_num_groups: 4,
+  }, "tiny unet"), new Rng(20));
+  const vae = new AutoencoderKL(parseAutoencoderKLConfig({
+    in_channels: 3, out_channels: 3, latent_channels: 4, block_out_channels: [4, 8], layers_per_block: 1, norm_num_groups: 2,
+    down_block_types: ["DownEncoderBlock2D", "DownEncoderBlock2D"], up_block_types: ["UpDecoderBlock2D", "UpDecoderBlock2D"],
+  }, "tiny vae"), new Rng(24));
+  const text = clipTextModelFromConfig({ vocab_size: 40, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 2, num_attention_heads: 2, max_position_embeddings: 7 }, new Rng(27), "tiny text");
+  const vision = clipVisionModelFromConfig({ hidden_size: 8, intermediate_size: 16, num_hidden_layers: 2, num_attention_heads: 2, image_size: 16, patch_size: 8 }, new Rng(30), "tiny vision", { withProjection: true });
+  [unet, vae, text, vision].forEach((m, k) => randomize(m, 40 + k));
+  const codec = new AutoencoderKLCodec(vae);
+  const before = tf.memory().numTensors;
+
+  const [x, ctx] = [normal([2, 8, 8, 4], 22), tf.randomNormal([2, 5, 8], 0, 1, "float32", 23)];
+  const u = await parity({ name: "unet2d-test", variables: unet.namedVariables(), outputs: ["eps"], fn: (a, c) => unet.forward(a as tf.Tensor4D, 321, c as tf.Tensor3D) }, [["x", x], ["ctx", ctx]]);
+  const z = normal([1, 4, 4, 4], 26);
+  const got = await codec.decodeFrozen(z);
+  const want = codec.decode(z);
+  const [v] = await relErrors([got], [want]);
+  // the token lookup happens before the graph (ids are host data); the causal transformer and final norm are exported
+  const emb = tf.randomNormal([2, 7, 8], 0, 1, "float32", 29);
+  const mask = tf.tensor2d(Array.from({ length: 49 }, (_, k) => (k % 7 > Math.floor(k / 7) ? -3.4028234663852886e38 : 0)), [7, 7]);
+  const t = await parity(
+    { name: "clip-text-test", variables: text.namedVariables(), outputs: ["hidden"], fn: (e) => text.text_model.final_layer_norm.forward(text.text_model.encoder.forward(e as tf.Tensor3D, mask)) },
+    [["embeddings", emb]],
+  );
+  const pixels = normal([2, 16, 16, 3], 32);
+  const im = await parity({ name: "clip-vision-test", variables: vision.namedVariables(), outputs: ["embeds"], fn: (p) => vision.forward(p as tf.Tensor4D).imageEmbeds! }, [["pixels", pixels]]);
+
+  assert.ok(u[0] < TOL && v < TOL && t[0] < TOL && im[0] < TOL, `UNet ${u[0]}, VAE decoder ${v}, CLIP text ${t[0]}, CLIP vision ${im[0]}`);
+  tf.dispose([x, ctx, z, got, want, emb, mask, pixels]);
+  assert.equal(tf.memory().numTensors, before, "export and inference leak no tensors");
+  codec.dispose();
+  for (const m of [unet, text, vision]) m.dispose();
 });
 
 test("a kernel without an ONNX translation is an error naming it, its op and the caller", () => {

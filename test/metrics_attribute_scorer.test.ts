@@ -11,7 +11,7 @@ import { parseCaption } from "../lib/data/scene_captions";
 import { COLOURS, makeScene, renderScenes, SHAPES, SIZES } from "../lib/data/scenes";
 import { taef2Codec } from "../lib/nn/latent_codec";
 import {
-  AttributeScorer, decodeReading, GRID_CHANNELS, loadAttributeScorer, SceneReading, scoreCaption, scoreReading, summariseScores,
+  ATTRIBUTE_SCORER_WEIGHTS, AttributeScorer, decodeReading, GRID_CHANNELS, loadAttributeScorer, SceneReading, scoreCaption, scoreReading, summariseScores,
 } from "../lib/metrics/attribute_scorer";
 import { evaluateScorer, scorerTargets, trainAttributeScorer } from "../lib/experiments/attribute_scorer_training";
 
@@ -112,6 +112,11 @@ test("scorer training resumes exactly and does not grow the tensor count", async
 test("the committed scorer reads TAEF2 round trips of test scenes (held-out combinations) correctly", async (t) => {
   if (!process.env.D2G_DATA_MIRROR) {
     t.skip("D2G_DATA_MIRROR not set");
+    return;
+  }
+  if (!fs.existsSync(ATTRIBUTE_SCORER_WEIGHTS)) {
+    // reported as skipped, not passed: the scorer is trained by npm run train:scorer -- --out <that file>
+    t.skip(`${ATTRIBUTE_SCORER_WEIGHTS} not trained and committed yet`);
     return;
   }
   const { scorer, metadata } = loadAttributeScorer();

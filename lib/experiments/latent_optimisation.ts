@@ -161,7 +161,7 @@ export async function optimiseLatent(ctx: OptimiseContext, spec: LossSpec, opts:
       },
     });
     // a run read back finished has its scores in the history; only the picture is decoded again
-    finalDecoded ??= decodeClipped(ctx.codec, z as tf.Tensor as tf.Tensor4D);
+    finalDecoded ??= await decodeClipped(ctx.codec, z as tf.Tensor as tf.Tensor4D);
     const evals = history.filter((h) => h.psnr !== undefined);
     return {
       spec,

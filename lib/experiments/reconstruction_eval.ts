@@ -47,15 +47,21 @@ export interface Target {
   decoded: tf.Tensor4D;
 }
 
-/** decode(z) clipped to the image range [-1, 1], as every score and picture sees it. */
-export function decodeClipped(codec: LatentCodec, z: tf.Tensor4D): tf.Tensor4D {
-  return tf.tidy(() => tf.clipByValue(codec.decode(z), -1, 1) as tf.Tensor4D);
+/**
+ * decode(z) clipped to the image range [-1, 1], as every score and picture sees it: frozen work, so the inference
+ * engine runs it (onnxruntime where installed), the same for the target, each evaluation and a read-back run.
+ */
+export async function decodeClipped(codec: LatentCodec, z: tf.Tensor4D): Promise<tf.Tensor4D> {
+  const raw = await codec.decodeFrozen(z);
+  const decoded = tf.clipByValue(raw, -1, 1) as tf.Tensor4D;
+  raw.dispose();
+  return decoded;
 }
 
 export async function loadTarget(image: string, size: number, codec: LatentCodec): Promise<Target> {
   const original = await loadImages(await ensureData(image), { size });
   const latent = codec.encode(original);
-  return { original, latent, decoded: decodeClipped(codec, latent) };
+  return { original, latent, decoded: await decodeClipped(codec, latent) };
 }
 
 export function disposeTarget(t: Target): void {
@@ -79,10 +85,7 @@ export function noiseLatent(shape: number[], std: number, seed: number): tf.Tens
 
 /** PSNR of decode(z) against the decoded target and plain LatentLPIPS to the target latent; the caller owns `decoded`. */
 export async function evaluateLatent(scene: Scene, z: tf.Tensor4D): Promise<{ psnr: number; latentLpips: number; decoded: tf.Tensor4D }> {
-  // the evaluation decode is frozen work: the inference engine runs it (onnxruntime where installed)
-  const raw = await scene.codec.decodeFrozen(z);
-  const decoded = tf.clipByValue(raw, -1, 1) as tf.Tensor4D;
-  raw.dispose();
+  const decoded = await decodeClipped(scene.codec, z);
   const [psnr] = await psnr8bit(decoded, scene.target.decoded);
   // The yardstick is LatentLPIPS proper, whatever L1 setting the loss used: the L1 term is only added when on.
   const d = tf.tidy(() => tf.mean(scene.nets.latent.distance(z, scene.target.latent)));
