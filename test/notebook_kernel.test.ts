@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "child_process";
 import { queueSends } from "../lib/bin/tslab_kernel";
 
 // zeromq is tslab's dependency, not ours: load the instance tslab loads.
@@ -47,4 +48,17 @@ test("the kernel's queued sends let tslab send back to back, as zeromq alone ref
     pub.close();
     sub.close();
   }
+});
+
+test("a kernel exits when the process that launched it (JPY_PARENT_PID) is gone, and not before", { timeout: 20_000 }, async () => {
+  const launcher = spawn("sleep", ["1.5"]);
+  // a stand-in kernel: busy forever unless its launcher's death ends it
+  const kernel = spawn(process.execPath, ["-e", `require(${JSON.stringify(require.resolve("../lib/bin/tslab_kernel"))}).exitWithParent(${launcher.pid}, 100); setInterval(() => {}, 1000);`]);
+  const t0 = Date.now();
+  const launcherDied = new Promise<number>((resolve) => launcher.on("exit", () => resolve(Date.now() - t0)));
+  const code = await new Promise<number | null>((resolve) => kernel.on("exit", (c) => resolve(c)));
+  const kernelMs = Date.now() - t0;
+  const launcherMs = await launcherDied;
+  assert.equal(code, 1);
+  assert.ok(kernelMs >= launcherMs && kernelMs < launcherMs + 2000, `kernel exited ${kernelMs} ms after start, launcher ${launcherMs} ms`);
 });

@@ -13,6 +13,10 @@
 //    "unknown msg_type: comm_open" in red under whichever cell is running. Comms are answered here as the messaging
 //    protocol asks of a kernel without comm targets: comm_open with an immediate comm_close, comm_msg and
 //    comm_close ignored, comm_info_request with an empty list (tslab sends that one as a "complete_reply").
+// 4. Jupyter starts a kernel in a session of its own, so a kernel whose launcher dies without shutting it down
+//    (reproduce killed with kill -9, a crashed notebook server) ran its cell to the end, writing checkpoints beside
+//    those of a rerun. jupyter_client passes the launcher's pid as JPY_PARENT_PID (ipykernel watches it the same
+//    way); the kernel exits once that process is gone.
 // Then tslab starts exactly as its own binary starts it.
 import { createHmac, randomUUID } from "crypto";
 import * as path from "path";
@@ -89,7 +93,21 @@ export function answerComms(serverPrototype: ShellServer): void {
   };
 }
 
+/** Exit (status 1) once process `pid` no longer exists; checked every `everyMs`, without keeping the process alive. */
+export function exitWithParent(pid: number, everyMs = 1000): void {
+  const timer = setInterval(() => {
+    try {
+      process.kill(pid, 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ESRCH") process.exit(1);
+    }
+  }, everyMs);
+  timer.unref();
+}
+
 if (require.main === module) {
+  const parent = Number(process.env.JPY_PARENT_PID);
+  if (Number.isInteger(parent) && parent > 1) exitWithParent(parent);
   const tslabDir = path.dirname(require.resolve("tslab/package.json"));
   // the zeromq instance tslab itself loads
   const zmq = require(require.resolve("zeromq", { paths: [tslabDir] })) as { Socket: { prototype: { send: Send } } };
