@@ -25,8 +25,10 @@ export interface Sd15Timing {
   ms: number;
   cpuMs: number;
   warmup: number;
-  /** Peak bytes of live tensors during the evaluation (weights included), as the engine counts them. */
-  peakTensorBytes: number;
+  /** Bytes of live tensors once the network is built: its weights and input. */
+  weightBytes: number;
+  /** Peak bytes of live tensors during the evaluation (weights included), as the engine counts them; with --profile only. */
+  peakTensorBytes?: number;
   /** Peak resident memory of the whole process so far. */
   maxRssBytes: number;
   kernels?: Array<{ name: string; ms: number }>;
@@ -42,9 +44,10 @@ async function timeNetwork(what: string, build: () => { parameters: number; run:
   const backend = tf.getBackend();
   const warmup = backend === "tensorflow" || backend === "webgl" || backend === "webgpu" ? 1 : 0;
   for (let i = 0; i < warmup; i++) tf.tidy(() => net.run()).dataSync();
+  const weightBytes = tf.memory().numBytes;
   let ms = 0;
   let cpuMs = 0;
-  const info = await tf.profile(async () => {
+  const evaluate = async () => {
     const t = performance.now();
     const cpu0 = process.cpuUsage();
     const y = net.run();
@@ -53,12 +56,15 @@ async function timeNetwork(what: string, build: () => { parameters: number; run:
     const cpu = process.cpuUsage(cpu0);
     cpuMs = (cpu.user + cpu.system) / 1e3;
     y.dispose();
-  });
+  };
+  // tf.profile only when asked: under it the wasm engine failed inside the 512 px VAE decode (a kernel's outputs
+  // came back undefined), which the plain evaluation does not
+  const info = profile ? await tf.profile(evaluate) : (await evaluate(), undefined);
   net.dispose();
   const byName = new Map<string, number>();
-  for (const k of info.kernels) byName.set(k.name, (byName.get(k.name) ?? 0) + (k.kernelTimeMs as number));
-  const kernels = profile ? [...byName].map(([name, kms]) => ({ name, ms: kms })).sort((a, b) => b.ms - a.ms).slice(0, 12) : undefined;
-  return { what, engine: backend, parameters: net.parameters, buildS, ms, cpuMs, warmup, peakTensorBytes: info.peakBytes, maxRssBytes: process.resourceUsage().maxRSS * 1024, kernels };
+  for (const k of info?.kernels ?? []) byName.set(k.name, (byName.get(k.name) ?? 0) + (k.kernelTimeMs as number));
+  const kernels = info ? [...byName].map(([name, kms]) => ({ name, ms: kms })).sort((a, b) => b.ms - a.ms).slice(0, 12) : undefined;
+  return { what, engine: backend, parameters: net.parameters, buildS, ms, cpuMs, warmup, weightBytes, peakTensorBytes: info?.peakBytes, maxRssBytes: process.resourceUsage().maxRSS * 1024, kernels };
 }
 
 function sd15Unet(latent: number): () => { parameters: number; run: () => tf.Tensor; dispose: () => void } {
@@ -102,7 +108,7 @@ function fmtBytes(b: number): string {
 
 function formatTiming(t: Sd15Timing): string {
   const warm = t.warmup ? ` after ${t.warmup} warm-up` : "";
-  return `${t.what}: ${(t.ms / 1e3).toFixed(2)} s on ${t.engine}${warm}, CPU ${(t.cpuMs / 1e3).toFixed(2)} s (${t.parameters.toLocaleString("en-US")} parameters, built in ${t.buildS.toFixed(1)} s; peak tensors ${fmtBytes(t.peakTensorBytes)}, peak RSS ${fmtBytes(t.maxRssBytes)})`;
+  return `${t.what}: ${(t.ms / 1e3).toFixed(2)} s on ${t.engine}${warm}, CPU ${(t.cpuMs / 1e3).toFixed(2)} s (${t.parameters.toLocaleString("en-US")} parameters, built in ${t.buildS.toFixed(1)} s; weights ${fmtBytes(t.weightBytes)}${t.peakTensorBytes === undefined ? "" : `, peak tensors ${fmtBytes(t.peakTensorBytes)}`}, peak RSS of the process ${fmtBytes(t.maxRssBytes)})`;
 }
 
 /** The SD1.5 networks once each; the UNet leaves wasm for the cpu backend (WASM_NOTE). */
