@@ -58,17 +58,17 @@ export const COSTS = {
    * image is bench:plan's: 977 ms at 128 px against 4,906 ms at 256 px (under load), about the pixel ratio.
    */
   reconstructionEvalMs: perLatentPixel([[256, 900]]),
-  /** Tiny convnet of notebook 00: ms per image and step at width 16 (figures/00_summary.csv: 115.3 ms at batch 32). */
-  environmentImageStepMs: 115.3 / 32,
+  /** Tiny convnet of notebook 00: ms per image and step at width 16 (figures/00_summary.csv: 13.3 ms at batch 32). */
+  environmentImageStepMs: 13.3 / 32,
   // Notebook 02 at its cpu settings (16x16 stand-in teacher, batch 32, LPIPS at 32 px, FID-C10 of 500 samples
-  // against 2,000 test images): `npm run bench:plan` on 2026-11-30 under load average 12-14 (other jobs on both
-  // cores), divided by 2.74, the ratio of a LatentLPIPS step at 256 px timed in the same run (418.8 ms) to notebook
-  // 01's quiet one (152.8 ms). Re-measure on a quiet machine.
-  teacherEvalMsPerImage: 16.75 / 2.74,
-  d2gRegressionStepS: 5.65 / 2.74,
-  d2gGanStepS: 15.69 / 2.74,
-  cdStepS: 5.49 / 2.74,
-  fidEvalS: 17.59 / 2.74,
+  // against 2,000 test images): its cpu run of 2026-11-30 with the wasm SIMD kernels and onnxruntime for the
+  // teacher (load average about 2): 1,024 pairs of 35 evaluations in 34.9 s; 300 regression steps in 93 s, 150 GAN
+  // steps in 173 s and 375 CD steps in 184 s, each with its FIDs (about 1 s of features and sampling each) included.
+  teacherEvalMsPerImage: 34_900 / (1024 * 35),
+  d2gRegressionStepS: 93 / 300,
+  d2gGanStepS: 173 / 150,
+  cdStepS: 184 / 375,
+  fidEvalS: 1,
   /** An earlier run (load average 8.5): 0.41 s; the later one could not separate it from the noise. */
   referenceFeaturesS: 0.41,
   /**
