@@ -6,6 +6,7 @@ import { dropout } from "../lib/backend/dropout";
 import { initEngine } from "../lib/backend/engine";
 import { groupNorm } from "../lib/backend/group_norm";
 import { downsample2x, upsample2x } from "../lib/backend/resample";
+import { wasmMalloc } from "../lib/backend/wasm_simd";
 import { assembleWat } from "../lib/backend/wat";
 import { Rng } from "../lib/core/random";
 import { assertClose, compareWithCpu, HostArray, randn as randnHost } from "./support";
@@ -211,4 +212,12 @@ test("convolutions large enough to run on both threads match cpu", async () => {
     tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, "same"),
     ...tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(p as tf.Tensor4D, q as tf.Tensor4D, 1, "same"), rr)))([a, b]),
   ]);
+});
+
+test("scratch addresses past 2 GiB of wasm memory stay unsigned; an allocation failure names itself", () => {
+  // emscripten's _malloc returns an i32: an address past 2^31 arrives negative in JavaScript
+  const backend = (ptr: number) => ({ wasm: { _malloc: () => ptr, _free: () => undefined } });
+  assert.equal(wasmMalloc(backend(-1835079192), 64), 2 ** 32 - 1835079192);
+  assert.equal(wasmMalloc(backend(4096), 64), 4096);
+  assert.throws(() => wasmMalloc(backend(0), 3 * 2 ** 20), /wasm engine: out of memory allocating 3\.0 MiB/);
 });

@@ -2,7 +2,7 @@ import * as wasm from "@tensorflow/tfjs-backend-wasm";
 import * as fs from "fs";
 import * as path from "path";
 import { MessageChannel, MessagePort, Worker } from "worker_threads";
-import { memoryOf, Scratch, SimdModule, WasmBackend } from "./wasm_simd";
+import { memoryOf, Scratch, SimdModule, wasmMalloc } from "./wasm_simd";
 
 // Threads for our SIMD kernels. tfjs-wasm runs its own kernels on the main thread (XNNPACK's convolutions on
 // its pthread pool); ours are called from there too, and a call that is worth splitting runs on the main thread
@@ -29,7 +29,7 @@ class Pool {
   constructor(backend: object, size: number) {
     const memory = memoryOf(backend);
     for (let i = 0; i < size; i++) {
-      const control = (backend as WasmBackend).wasm._malloc(64 * 4);
+      const control = wasmMalloc(backend, 64 * 4);
       const ctl = new Int32Array(memory.buffer, control, 64);
       ctl.fill(0);
       const { port1, port2 } = new MessageChannel();

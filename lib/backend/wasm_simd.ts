@@ -96,10 +96,20 @@ export function makeOutput(backend: object, shape: number[]): tf.TensorInfo {
  * i32() give fresh typed arrays over it (the engine's memory may grow, and a grown memory has a new buffer,
  * whenever anything is allocated).
  */
+/**
+ * Bytes from the engine's allocator at an unsigned address: past 2 GiB of wasm memory _malloc's i32 reads as negative
+ * in JavaScript (tfjs-wasm itself takes `>>> 0`; SD1.5's VAE decoder at 512 px got there). 0 is out of memory.
+ */
+export function wasmMalloc(backend: object, bytes: number): number {
+  const ptr = (backend as unknown as WasmBackend).wasm._malloc(bytes) >>> 0;
+  if (ptr === 0) throw new Error(`wasm engine: out of memory allocating ${(bytes / 2 ** 20).toFixed(1)} MiB of scratch (wasm memory is at most 4 GiB)`);
+  return ptr;
+}
+
 export class Scratch {
   readonly ptr: number;
   constructor(private readonly backend: object, readonly floats: number, zeroed = true) {
-    this.ptr = (backend as unknown as WasmBackend).wasm._malloc(Math.max(16, floats * 4));
+    this.ptr = wasmMalloc(backend, Math.max(16, floats * 4));
     if (zeroed) this.view().fill(0);
   }
   view(offset = 0, length = this.floats - offset): Float32Array {

@@ -57,8 +57,7 @@ async function timeNetwork(what: string, build: () => { parameters: number; run:
     cpuMs = (cpu.user + cpu.system) / 1e3;
     y.dispose();
   };
-  // tf.profile only when asked: under it the wasm engine failed inside the 512 px VAE decode (a kernel's outputs
-  // came back undefined), which the plain evaluation does not
+  // tf.profile (every kernel recorded, peak tensor bytes) only when asked: it is not free on networks this size
   const info = profile ? await tf.profile(evaluate) : (await evaluate(), undefined);
   net.dispose();
   const byName = new Map<string, number>();
