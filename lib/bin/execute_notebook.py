@@ -12,7 +12,9 @@ every output it produced. The kernel starts in the notebook's folder, as it does
 A stop interrupts the kernel as Jupyter's stop button does, waits up to STOP_GRACE_S for the running cell to end
 at its next step boundary (a second signal, or the end of the wait, kills the kernel), runs no further cell, and
 shuts the kernel down. nbclient's own execute() is not used: on a signal it shuts the kernel down under the
-running cell and then fails its own cleanup, printing three tracebacks.
+running cell and then fails its own cleanup, printing three tracebacks. The same stop follows when the process that
+started this one dies without passing a signal on (reproduce runs it in a session of its own, so a kill -9 of
+reproduce left it running the notebook, beside a rerun).
 """
 import signal
 import sys
@@ -103,6 +105,14 @@ async def execute(nb, client, on_cell_done, stop):
         await ensure_async(client.km.cleanup_resources())
 
 
+def watch_parent(loop, stop, parent):
+    """Stop as on a signal once this process has been handed to another parent (the one that started it is gone)."""
+    if os.getppid() != parent:
+        stop.on_signal()
+        return
+    loop.call_later(1.0, watch_parent, loop, stop, parent)
+
+
 def main(src, out_dir, kernel, timeout):
     nb = nbformat.read(src, as_version=4)
     name = os.path.basename(src)
@@ -128,6 +138,7 @@ def main(src, out_dir, kernel, timeout):
     asyncio.set_event_loop(loop)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.on_signal)
+    loop.call_later(1.0, watch_parent, loop, stop, os.getppid())
     for f in (failed, stopped):
         if os.path.exists(f):
             os.remove(f)
