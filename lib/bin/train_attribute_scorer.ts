@@ -61,5 +61,5 @@ runCli(SPEC, async ({ flags }) => {
     engine: formatEngine(engine).replace(/^engine: /, ""),
     created: new Date().toISOString(),
   }, run);
-  console.log(`wrote ${out} and its .log.csv${out === ATTRIBUTE_SCORER_WEIGHTS ? "" : ` (the experiments load ${ATTRIBUTE_SCORER_WEIGHTS}: pass --out there to replace it)`}`);
+  console.log(`wrote ${out} and its .log.csv${path.resolve(out) === ATTRIBUTE_SCORER_WEIGHTS ? "" : ` (the experiments load ${ATTRIBUTE_SCORER_WEIGHTS}: pass --out there to replace it)`}`);
 });
