@@ -124,15 +124,3 @@ export class LatentLpips extends Module {
     return tf.tidy(() => this.net.taps(z).map(unitNormalise));
   }
 }
-
-/**
- * E-LatentLPIPS: LatentLPIPS after a random augmentation drawn once per call and applied identically to both inputs
- * (e.g. `(a, b) => augmentPair(a, b, { ops: "bg" }, rng)` from lib/perceptual/augment.ts); the expectation over T
- * is taken across training steps.
- */
-export class ELatentLpips {
-  constructor(readonly metric: LatentLpips, readonly augment: PairAugment) {}
-  distance(x0: tf.Tensor4D, x1: tf.Tensor4D): tf.Tensor1D {
-    return this.metric.distance(x0, x1, this.augment);
-  }
-}
