@@ -31,8 +31,12 @@ export interface ConsistencyConfig {
   edm: EdmConfig;
 }
 
+// The official CIFAR-10 consistency distillation (openai/consistency_models_cifar10, configs/cifar10_ve_cd.py and
+// jcm/losses.py) trains against the online network itself: for the "consistency" loss ema_and_scales_fn returns no
+// target rate, so target_params = params under stop_gradient (mu = 0); 0.9999 is model.ema_rate, the evaluation EMA.
+// It uses RAdam at lr 4e-4 and batch 512; this trainer uses Adam.
 export const CD_DEFAULTS: Omit<ConsistencyConfig, "batch" | "steps"> = {
-  N: 18, lr: 4e-4, targetEma: 0.9999, evalEma: 0.9999, twoStepSigma: 0.821, seed: 0, ckptEvery: 500, edm: EDM_DEFAULTS,
+  N: 18, lr: 4e-4, targetEma: 0, evalEma: 0.9999, twoStepSigma: 0.821, seed: 0, ckptEvery: 500, edm: EDM_DEFAULTS,
 };
 
 /** Ascending levels t_1..t_N: t_i = (sigma_min^(1/rho) + (i-1)/(N-1) (sigma_max^(1/rho) - sigma_min^(1/rho)))^rho. */
