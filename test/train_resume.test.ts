@@ -6,7 +6,7 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { batchIndices } from "../lib/train/data_order";
 import { EDM_TRAIN_DEFAULTS, EdmTrainConfig, LabelledData, trainEdm } from "../lib/diffusion/train_edm";
-import { latestCheckpoint } from "../lib/train/checkpoint";
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "../lib/train/checkpoint";
 
 const CFG: EdmTrainConfig = {
   ...EDM_TRAIN_DEFAULTS,
@@ -61,4 +61,17 @@ test("batch order is a pure function of (seed, step) and covers each epoch once"
   for (let s = 0; s < 4; s++) batchIndices(3, 16, 4, s).forEach((i) => seen.add(i));
   assert.equal(seen.size, 16);
   assert.deepEqual(batchIndices(3, 16, 4, 5), batchIndices(3, 16, 4, 5, new Map()));
+});
+
+test("loading a checkpoint leaves no tensors behind (each resume used to keep one per variable)", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "d2g-ckpt-"));
+  const vars = { a: tf.variable(tf.tensor2d([[1, 2], [3, 4]])), b: tf.variable(tf.tensor1d([5])) };
+  await saveCheckpoint(dir, vars, { step: 1, history: [], rngs: {} });
+  vars.a.assign(tf.zeros([2, 2]));
+  const before = tf.memory().numTensors;
+  loadCheckpoint(latestCheckpoint(dir)!, vars);
+  assert.equal(tf.memory().numTensors, before);
+  assert.deepEqual(Array.from(vars.a.dataSync()), [1, 2, 3, 4]);
+  tf.dispose(Object.values(vars));
+  fs.rmSync(dir, { recursive: true });
 });

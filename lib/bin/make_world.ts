@@ -6,22 +6,28 @@
 //       teacher-sized UNet evaluation on 8x8x32 and 16x16x32 latents, each pair measured interleaved in one run;
 //       writes figures/world_roundtrip_{64,128}.png
 //   npm run world -- preview
+//   npm run world -- clips
+//       train the world's two CLIPs (resumable: runs/world_clips/<scale>/) and print their zero-shot retrieval on
+//       the test split; results in runs/world_clips/<scale>/results.json
 //       val scenes with their canonical caption above their TAEF2 round trips (figures/world_scenes.png)
 import * as fs from "fs";
+import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../backend/engine";
+import { fromRoot } from "../core/paths";
 import { Rng } from "../core/random";
 import { u8ToUnit } from "../data/images";
 import { canonicalCaption } from "../data/scene_captions";
 import { Split, SPLITS } from "../data/scenes";
 import { taef2Codec } from "../nn/latent_codec";
 import { SongUNet } from "../nn/unet";
-import { currentScale } from "../experiments/scale";
+import { byScale, currentScale } from "../experiments/scale";
+import { run as trainWorldClips, WORLD_CLIPS_CONFIGS } from "../experiments/world_clips";
 import { codecSizeReport, T2iWorld } from "../experiments/t2i_world";
 import { saveImageGrid } from "../viz/image_grid";
 import { Parsed, runCli, UsageError } from "./args";
 
-const COMMANDS = ["encode", "sizes", "preview"] as const;
+const COMMANDS = ["encode", "sizes", "preview", "clips"] as const;
 
 const SPEC = {
   command: "npm run world --",
@@ -141,8 +147,20 @@ async function preview(): Promise<void> {
   codec.dispose();
 }
 
+async function clips(): Promise<void> {
+  const cfg = byScale(WORLD_CLIPS_CONFIGS);
+  const results = await trainWorldClips(cfg);
+  for (const r of results) {
+    console.log(`CLIP ${r.name}: ${r.parameters.toLocaleString("en")} parameters, ${cfg.steps} steps of ${cfg.batch} (${r.secondsPerStep.toFixed(2)} s/step); test-split retrieval top-1 in groups of ${cfg.group}: ${(100 * r.retrieval).toFixed(1)}% (chance ${(100 * r.chance).toFixed(1)}%)`);
+  }
+  const out = fromRoot("runs", "world_clips", currentScale(), "results.json");
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, JSON.stringify({ config: cfg, results }, null, 1));
+  console.log(`wrote ${out}`);
+}
+
 runCli(SPEC, async ({ flags, positionals }) => {
-  const cmds: Record<(typeof COMMANDS)[number], (f: WorldFlags) => Promise<void>> = { encode, sizes, preview };
+  const cmds: Record<(typeof COMMANDS)[number], (f: WorldFlags) => Promise<void>> = { encode, sizes, preview, clips };
   await initEngine();
   console.log(`scale ${currentScale()}`);
   await cmds[positionals[0] as (typeof COMMANDS)[number]](flags);

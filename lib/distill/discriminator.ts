@@ -52,8 +52,10 @@ export class Head extends Module {
 /** A 3x3 conv whose weights and bias start at zero: adding its output leaves the teacher's features unchanged. */
 export function zeroConv(cin: number, cout: number, rng: Rng): Conv2d {
   const c = new Conv2d(cin, cout, 3, rng);
-  c.weight.assign(tf.zerosLike(c.weight));
-  c.bias!.assign(tf.zerosLike(c.bias!));
+  tf.tidy(() => {
+    c.weight.assign(tf.zerosLike(c.weight));
+    c.bias!.assign(tf.zerosLike(c.bias!));
+  });
   return c;
 }
 

@@ -37,8 +37,11 @@ type Init = "xavier" | "zero" | "attn";
 function edmInit(layer: Conv2d | Linear, init: Init, fanIn: number, fanOut: number, rng: Rng): Conv2d | Linear {
   const gain = init === "zero" ? 1e-5 : init === "attn" ? Math.sqrt(0.2) : 1;
   const b = gain * Math.sqrt(6 / (fanIn + fanOut));
-  layer.weight.assign(tf.tidy(() => tf.randomUniform(layer.weight.shape, -b, b, "float32", rng.seed())));
-  if (layer.bias) layer.bias.assign(tf.zerosLike(layer.bias));
+  // inside tidy: assign shares the new tensor's data, and the tensor itself is freed at the end
+  tf.tidy(() => {
+    layer.weight.assign(tf.randomUniform(layer.weight.shape, -b, b, "float32", rng.seed()));
+    if (layer.bias) layer.bias.assign(tf.zerosLike(layer.bias));
+  });
   return layer;
 }
 

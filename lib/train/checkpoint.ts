@@ -48,7 +48,10 @@ export function loadCheckpoint(file: string, vars: Record<string, tf.Variable>):
     const t = tensors[name];
     if (!t) throw new Error(`${file}: checkpoint lacks variable '${name}'`);
     if (t.shape.join(",") !== v.shape.join(",")) throw new Error(`${file}: variable '${name}' has shape [${t.shape}], the run expects [${v.shape}]`);
-    v.assign(tf.tensor(t.data as Float32Array, t.shape, "float32"));
+    // assign shares the new tensor's data; the tensor itself must still be disposed (each resume leaked one per variable)
+    const value = tf.tensor(t.data as Float32Array, t.shape, "float32");
+    v.assign(value);
+    value.dispose();
   }
   return JSON.parse(metadata.d2g) as CheckpointMeta;
 }
