@@ -1,10 +1,11 @@
 // npm run bench [-- --compare] [-- --cases a,b] [-- --steps N] [-- --warmup N] [-- --profile] [-- --json]
-//                [-- --sd15-latent 64[,32] | --no-sd15 | --sd15-only]
+//                [-- --sd15 | --no-sd15 | --sd15-only] [-- --sd15-latent 64[,32]]
 // Times a forward pass and a training step of each case on the active engine (lib/backend/engine.ts; D2G_BACKEND
 // picks another). With --compare, /usr/bin/python3 runs the same cases in PyTorch (lib/bin/bench_torch.py, with as
 // many threads as the engine) and the two take turns, one timed run each, so that a busy machine slows both alike;
 // the table gives the medians and their ratio. Warm-up runs are not timed. Then SD1.5's networks once each at their
-// real sizes (lib/bin/bench_sd15.ts).
+// real sizes (lib/bin/bench_sd15.ts): by default on the tfjs-node engines only, because on wasm the UNet falls back
+// to the JavaScript backend and one evaluation takes over half an hour (--sd15 asks for it anyway).
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -244,8 +245,10 @@ interface Options {
   steps: number;
   warmup: number;
   cases: BenchCase[];
-  /** Latent sizes of the SD1.5 UNet evaluations; empty: none. */
+  /** Latent sizes of the SD1.5 UNet evaluations. */
   sd15: number[];
+  /** Time the SD1.5 networks: yes, no, or (undefined) on the tfjs-node engines only. */
+  withSd15?: boolean;
 }
 
 const SPEC = {
@@ -259,6 +262,7 @@ const SPEC = {
     json: { type: "bool", help: "print the results as JSON" },
     profile: { type: "bool", help: "also time each kernel over one step" },
     "sd15-latent": { type: "string", arg: "64[,32]", default: "64", help: "latent sizes of the SD1.5 UNet evaluation after the cases" },
+    sd15: { type: "bool", help: "time SD1.5's networks after the cases even on wasm, where the UNet takes over half an hour (default: on tfjs-node engines only)" },
     "no-sd15": { type: "bool", help: "skip the SD1.5 networks" },
     "sd15-only": { type: "bool", help: "time only the SD1.5 networks" },
   },
@@ -342,7 +346,9 @@ async function main(o: Options): Promise<void> {
   }
   torch?.close();
   if (!o.json && rows.length) printTable(rows, torch !== undefined, onnx !== undefined);
-  const sd15 = o.sd15.length ? await benchSd15(o.sd15, engine, o.profile, o.json ? () => undefined : (l) => console.log(l)) : undefined;
+  const withSd15 = o.withSd15 ?? engine.engine.startsWith("tfjs-node");
+  if (!withSd15 && o.withSd15 === undefined && !o.json) console.log("SD1.5's networks skipped on this engine (--sd15 times them: the UNet alone takes over half an hour on wasm; environment.md has the figures)");
+  const sd15 = withSd15 ? await benchSd15(o.sd15, engine, o.profile, o.json ? () => undefined : (l) => console.log(l)) : undefined;
   if (o.json) console.log(JSON.stringify({ engine, torch: torch?.version, steps: o.steps, warmup: o.warmup, loadavg: os.loadavg(), rows, sd15 }, null, 2));
 }
 
@@ -365,6 +371,7 @@ if (require.main === module) {
   runCli(SPEC, ({ flags }) => main({
     ...flags,
     cases: flags["sd15-only"] ? [] : pickCases(flags.cases),
-    sd15: flags["no-sd15"] ? [] : sd15Latents(flags["sd15-latent"]),
+    sd15: sd15Latents(flags["sd15-latent"]),
+    withSd15: flags["no-sd15"] ? false : flags.sd15 || flags["sd15-only"] ? true : undefined,
   }));
 }
