@@ -41,8 +41,9 @@ function perLatentPixel(points: ReadonlyArray<readonly [sizePx: number, ms: numb
   return (s) => Math.max(0.1 * Math.min(m1, m2), m1 + b * (px(s) - px(s1)));
 }
 
-/** One optimisation step of notebook 01's losses: the cpu-scale runs' ms/step (figures/01_summary.csv at 256 px,
- * figures/05_summary.csv at 128 px; E-LatentLPIPS at 128 px is the mean of 05's 19 augmented variants). */
+/** One optimisation step of one image under notebook 01's losses: the cpu-scale runs' ms/step (figures/01_summary.csv
+ * at 256 px; at 128 px the first cpu run of notebook 05, one image per run, E-LatentLPIPS the mean of its 19
+ * augmented variants). */
 const STEP_MS: Record<LossKind, (sizePx: number) => number> = {
   "latent-mse": perLatentPixel([[256, 1.3]]),
   lpips: perLatentPixel([[256, 2232.3]]),
@@ -58,6 +59,15 @@ export const COSTS = {
    * image is bench:plan's: 977 ms at 128 px against 4,906 ms at 256 px (under load), about the pixel ratio.
    */
   reconstructionEvalMs: perLatentPixel([[256, 900]]),
+  /**
+   * What each further row of a batched reconstruction step (notebook 05: all photographs x seeds of a variant in one
+   * batch) adds, as a fraction of a one-row step at the same size: a batch shares the per-op overhead, which
+   * dominates small latents. E-LatentLPIPS bg, 2026-11-30, CPU time per step (median of 8, interleaved; wall times
+   * under load average 17-19 scattered too much to use): 128 px batch 1 / 6 / 18 took 233 / 416 / 815 ms, 64 px
+   * batch 1 / 18 196 / 379 ms, i.e. 0.15 (128 px) and 0.055 (64 px) of the one-row step per further row; linear in
+   * latent pixels between them. Re-measure on a quiet machine (npm run bench:plan -- reconstruction).
+   */
+  batchRowFraction: (sizePx: number) => Math.min(1, perLatentPixel([[64, 0.055], [128, 0.15]])(sizePx)),
   /** Tiny convnet of notebook 00: ms per image and step at width 16 (figures/00_summary.csv: 115.3 ms at batch 32). */
   environmentImageStepMs: 115.3 / 32,
   // Notebook 02 at its cpu settings (16x16 stand-in teacher, batch 32, LPIPS at 32 px, FID-C10 of 500 samples
@@ -90,10 +100,11 @@ function environmentPlan(scale: Scale): Estimate {
   return { summary: what, parts: [fixed("00_environment"), { what, seconds: (c.steps * c.batch * perImage) / 1000 }] };
 }
 
-/** Adam steps plus the evaluations at step 0, every evalEvery steps and at the end. */
-function optimisationS(kind: LossKind, steps: number, size: number, evalEvery: number): number {
+/** Adam steps on a batch of `rows` problems plus the evaluations (of every row) at step 0, every evalEvery steps and at the end. */
+function optimisationS(kind: LossKind, steps: number, size: number, evalEvery: number, rows = 1): number {
   const evals = 1 + Math.floor(steps / evalEvery) + (steps % evalEvery === 0 ? 0 : 1);
-  return (steps * COSTS.reconstructionStepMs[kind](size) + evals * COSTS.reconstructionEvalMs(size)) / 1000;
+  const stepMs = COSTS.reconstructionStepMs[kind](size) * (1 + (rows - 1) * COSTS.batchRowFraction(size));
+  return (steps * stepMs + evals * rows * COSTS.reconstructionEvalMs(size)) / 1000;
 }
 
 function reconstructionPlan(scale: Scale): Estimate {
@@ -111,20 +122,21 @@ function reconstructionPlan(scale: Scale): Estimate {
 }
 
 /**
- * Variants that notebooks/05_augmentation_ablation.ipynb runs (its VARIANTS cell: "none", 8 presets and
- * combinations, 10 single ops; cutout alone is preset o); test/experiments_plan.test.ts checks the count against the
- * notebook.
+ * Variants that notebooks/05_augmentation_ablation.ipynb runs (its VARIANTS cell: "none", the presets b, g, c, o and
+ * the combinations bg, bgc, bgco); test/experiments_plan.test.ts checks the count against the notebook.
  */
-export const ABLATION_VARIANTS = 19;
+export const ABLATION_VARIANTS = 8;
 
 function ablationPlan(scale: Scale): Estimate {
   const c = ABLATION_CONFIGS[scale];
+  const rows = c.images.length * c.seeds.length;
+  const batch = `${c.steps} steps at ${c.size} px on ${plural(c.images.length, "photograph")} x ${plural(c.seeds.length, "seed")} (one batch of ${rows})`;
   return {
-    summary: `${ABLATION_VARIANTS} variants x ${c.steps} steps at ${c.size} px`,
+    summary: `${ABLATION_VARIANTS} variants x ${batch}`,
     parts: [
       fixed("05_augmentation_ablation"),
-      { what: `"none" (LatentLPIPS): ${c.steps} steps at ${c.size} px`, seconds: optimisationS("latent-lpips", c.steps, c.size, c.evalEvery) },
-      { what: `${ABLATION_VARIANTS - 1} E-LatentLPIPS variants x ${c.steps} steps at ${c.size} px`, seconds: (ABLATION_VARIANTS - 1) * optimisationS("e-latent-lpips", c.steps, c.size, c.evalEvery) },
+      { what: `"none" (LatentLPIPS): ${batch}`, seconds: optimisationS("latent-lpips", c.steps, c.size, c.evalEvery, rows) },
+      { what: `${ABLATION_VARIANTS - 1} E-LatentLPIPS variants x ${batch}`, seconds: (ABLATION_VARIANTS - 1) * optimisationS("e-latent-lpips", c.steps, c.size, c.evalEvery, rows) },
     ],
   };
 }
