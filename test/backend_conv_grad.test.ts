@@ -3,45 +3,17 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../lib/backend/engine";
 import { Rng } from "../lib/core/random";
+import { assertClose, compareWithCpu, on, randn as randnHost } from "./support";
 
-// The wasm training kernels (lib/backend/wasm_kernels.ts) against tfjs's reference cpu backend: the same
-// inputs go through both and every gradient must agree to 1e-4 relative to its largest entry.
+// The wasm convolution kernels (lib/backend/wasm_kernels.ts, lib/backend/gemm.ts) against tfjs's reference cpu
+// backend: the same inputs go through both and every output and gradient must agree to 1e-4 relative to its
+// largest entry.
 
 type Pad = "same" | "valid" | number | [[0, 0], [number, number], [number, number], [0, 0]];
 
 const rng = new Rng(20240901);
-function randn(shape: number[]): { shape: number[]; data: Float32Array } {
-  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < data.length; i++) data[i] = rng.normal();
-  return { shape, data };
-}
-
-/** Runs `f` on `backend` with fresh tensors made from `inputs` and returns host copies of its results. */
-async function on(backend: string, inputs: Array<{ shape: number[]; data: Float32Array }>, f: (...xs: tf.Tensor[]) => tf.Tensor[]): Promise<Float32Array[]> {
-  await tf.setBackend(backend);
-  const xs = inputs.map((a) => tf.tensor(a.data, a.shape));
-  const outs = f(...xs);
-  const host = await Promise.all(outs.map(async (t) => (await t.data()) as Float32Array));
-  tf.dispose([...xs, ...outs]);
-  return host;
-}
-
-function assertClose(got: Float32Array, want: Float32Array, what: string): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  let scale = 0, err = 0;
-  for (let i = 0; i < want.length; i++) {
-    scale = Math.max(scale, Math.abs(want[i]));
-    err = Math.max(err, Math.abs(got[i] - want[i]));
-  }
-  assert.ok(scale > 0, `${what}: reference is all zeros`);
-  assert.ok(err <= 1e-4 * scale, `${what}: max error ${err} vs max |value| ${scale}`);
-}
-
-async function compare(what: string, inputs: Array<{ shape: number[]; data: Float32Array }>, f: (...xs: tf.Tensor[]) => tf.Tensor[]): Promise<void> {
-  const want = await on("cpu", inputs, f);
-  const got = await on("wasm", inputs, f);
-  want.forEach((w, i) => assertClose(got[i], w, `${what} output ${i}`));
-}
+const randn = (shape: number[]) => randnHost(rng, shape);
+const compare = compareWithCpu;
 
 /** Gradients of <f(x, w), r> with respect to x and w, so dy = r is not all ones. */
 function gradsOf(f: (x: tf.Tensor4D, w: tf.Tensor4D) => tf.Tensor4D) {
@@ -66,15 +38,23 @@ const convCases: Array<{ h: number; w: number; k: number; stride: number; pad: P
   { h: 6, w: 6, k: 1, stride: 2, pad: "valid" },
 ];
 
-test("conv2d gradients on wasm match cpu (dx and dW)", async () => {
-  for (const c of convCases) {
-    const x = randn([2, c.h, c.w, 3]), w = randn([c.k, c.k, 3, 5]);
-    const out = tf.tidy(() => tf.conv2d(tf.zeros([2, c.h, c.w, 3]) as tf.Tensor4D, tf.zeros([c.k, c.k, 3, 5]) as tf.Tensor4D, c.stride, c.pad));
-    const r = randn(out.shape);
-    out.dispose();
-    const f = gradsOf((a, b) => tf.conv2d(a, b, c.stride, c.pad));
-    await compare(`conv2d ${JSON.stringify(c)}`, [x, w, r], f);
+test("conv2d and its gradients on wasm match cpu (y, dx and dW)", async () => {
+  // 3 input channels take the public-op dW of wasm_kernels.ts, 8 the GEMM kernel of gemm.ts
+  for (const cin of [3, 8]) {
+    for (const c of convCases) {
+      const x = randn([2, c.h, c.w, cin]), w = randn([c.k, c.k, cin, 5]);
+      const out = tf.tidy(() => tf.conv2d(tf.zeros([2, c.h, c.w, cin]) as tf.Tensor4D, tf.zeros([c.k, c.k, cin, 5]) as tf.Tensor4D, c.stride, c.pad));
+      const r = randn(out.shape);
+      out.dispose();
+      const f = (a: tf.Tensor, b: tf.Tensor, rr: tf.Tensor) => [tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad), ...gradsOf((p, q) => tf.conv2d(p, q, c.stride, c.pad))(a, b, rr)];
+      await compare(`conv2d cin ${cin} ${JSON.stringify(c)}`, [x, w, r], f);
+    }
   }
+});
+
+test("dilated conv2d on wasm matches cpu", async () => {
+  const x = randn([2, 9, 8, 4]), w = randn([3, 3, 4, 6]);
+  await compare("conv2d dilation 2", [x, w], (a, b) => [tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, "same", "NHWC", 2)]);
 });
 
 test("conv2dTranspose (the Conv2DBackpropInput kernel) on wasm matches cpu", async () => {

@@ -23,8 +23,11 @@ test("initEngine starts wasm once and reports it", async () => {
   assert.ok(info.threads >= 1);
   assert.deepEqual(await initEngine({ quiet: true }), info);
   await assert.rejects(initEngine({ backend: "cpu", quiet: true }), /already started as wasm/);
-  assert.match(formatEngine(info), /^engine: wasm \(tfjs \d+\.\d+\.\d+, \d+ threads?, (no )?SIMD\)$/);
+  assert.match(formatEngine(info), /^engine: wasm \(tfjs \d+\.\d+\.\d+, \d+ threads?, (no )?SIMD\); inference: onnxruntime-node \d+\.\d+\.\d+ \(cpu, \d+ threads?\)$/);
   assert.equal(formatEngine({ engine: "tfjs-node-gpu", version: "4.22.0", threads: 16, gpu: "NVIDIA H100" }), "engine: tfjs-node-gpu (tfjs 4.22.0, 16 threads, GPU NVIDIA H100)");
+  const cuda = { engine: "onnxruntime" as const, version: "1.30.0", provider: "cuda" as const, threads: 16 };
+  assert.equal(formatEngine({ engine: "wasm", version: "4.22.0", threads: 2, simd: true, inference: cuda }), "engine: wasm (tfjs 4.22.0, 2 threads, SIMD); inference: onnxruntime-node 1.30.0 (cuda, 16 threads)");
+  assert.equal(formatEngine({ engine: "cpu", version: "4.22.0", threads: 1, inference: { engine: "tfjs", reason: "D2G_INFER=tfjs" } }), "engine: cpu (tfjs 4.22.0, 1 thread); inference: tfjs (D2G_INFER=tfjs)");
 });
 
 test("tfjs's advice to install its node backend is not printed; its other warnings still are", () => {

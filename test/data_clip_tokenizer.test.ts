@@ -60,7 +60,7 @@ test("CLIP tokenizer from a diffusers folder's vocab.json + merges.txt gives the
     FIX.prompts.forEach((p, i) => assert.deepEqual(tok.encode(p), FIX.ids[i], `prompt ${i}`));
 
     fs.writeFileSync(path.join(dir, "short.txt"), "#version: 0.2\na b\n");
-    assert.throws(() => ClipTokenizer.fromVocabMerges(path.join(dir, "vocab.json"), path.join(dir, "short.txt")), /short\.txt: expected at least 48894 BPE merges/);
+    assert.throws(() => ClipTokenizer.fromVocabMerges(path.join(dir, "vocab.json"), path.join(dir, "short.txt")), /vocab\.json holds 49408 tokens, but the 1 merges of .*short\.txt make a vocabulary of 515: is one of them truncated\?/);
     assert.throws(() => ClipTokenizer.fromVocabMerges(path.join(dir, "missing.json"), path.join(dir, "merges.txt")), /missing\.json: cannot read the vocabulary JSON/);
     fs.writeFileSync(path.join(dir, "cut.gz"), fs.readFileSync(gz).subarray(0, 5000));
     assert.throws(() => ClipTokenizer.fromBpeGz(path.join(dir, "cut.gz")), /cut\.gz: cannot read the gzip BPE merges/);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { edmPreconditioning, edmSigmas, Denoiser } from "../lib/diffusion/edm";
 import { alphasCumprod, ddimTimesteps, epsDenoiser, sigmaOfAlphaBar } from "../lib/diffusion/ddpm_schedule";
-import { sampleDdim, sampleOde } from "../lib/diffusion/samplers";
+import { sampleDdim, sampleOde, SolverDenoiser } from "../lib/diffusion/samplers";
 
 // Data y ~ N(mu, s0^2) per element. Then x = y + sigma n ~ N(mu, s0^2 + sigma^2), the ideal denoiser is
 // D(x; sigma) = mu + s0^2 / (s0^2 + sigma^2) (x - mu), and the PF-ODE keeps (x - mu) / sqrt(s0^2 + sigma^2) fixed.
@@ -40,13 +40,13 @@ test("EDM discretisation: 18 levels from 80 to 0.002, then 0", () => {
   for (let i = 0; i < 18; i++) assert.ok(s[i] > s[i + 1]);
 });
 
-test("Heun costs 35 evaluations for 18 levels and converges at second order to the closed form", () => {
+test("Heun costs 35 evaluations for 18 levels and converges at second order to the closed form", async () => {
   const start = [-3, -1, 0, 2, 5, 40, 80, 120];
   const errs: number[] = [];
   for (const n of [8, 16, 32]) {
     const sig = edmSigmas(n, { sigmaMin: 0.002, sigmaMax: 80, rho: 7, sigmaData: 0.5 }).slice(0, n);
     const x0 = tf.tensor4d(start, [1, 1, start.length, 1]);
-    const r = sampleOde(gaussD, x0, { sigmas: sig, method: "heun" });
+    const r = await sampleOde(gaussD, x0, { sigmas: sig, method: "heun" });
     errs.push(maxErr(r.x.dataSync(), exact(start, sig[0], sig[n - 1])));
     if (n === 16) assert.equal(r.nfe, 2 * 16 - 2); // ends at sigma_min > 0: every step corrected
     tf.dispose([x0, r.x]);
@@ -55,26 +55,26 @@ test("Heun costs 35 evaluations for 18 levels and converges at second order to t
   const o2 = Math.log2(errs[1] / errs[2]);
   assert.ok(o1 > 1.7 && o2 > 1.7, `observed orders ${o1.toFixed(2)}, ${o2.toFixed(2)} (errors ${errs.map((e) => e.toExponential(2))})`);
   const x0 = tf.zeros([1, 2, 2, 1]) as tf.Tensor4D;
-  const r = sampleOde(gaussD, x0, { sigmas: edmSigmas(18), method: "heun" });
+  const r = await sampleOde(gaussD, x0, { sigmas: edmSigmas(18), method: "heun" });
   assert.equal(r.nfe, 35);
   tf.dispose([x0, r.x]);
 });
 
-test("Euler converges at first order", () => {
+test("Euler converges at first order", async () => {
   const start = [-3, 1, 7];
-  const errs = [16, 32].map((n) => {
+  const errs: number[] = [];
+  for (const n of [16, 32]) {
     const sig = edmSigmas(n).slice(0, n);
     const x0 = tf.tensor4d(start, [1, 1, 3, 1]);
-    const r = sampleOde(gaussD, x0, { sigmas: sig, method: "euler" });
-    const e = maxErr(r.x.dataSync(), exact(start, sig[0], sig[n - 1]));
+    const r = await sampleOde(gaussD, x0, { sigmas: sig, method: "euler" });
+    errs.push(maxErr(r.x.dataSync(), exact(start, sig[0], sig[n - 1])));
     tf.dispose([x0, r.x]);
-    return e;
-  });
+  }
   const order = Math.log2(errs[0] / errs[1]);
   assert.ok(order > 0.8 && order < 1.3, `observed order ${order}`);
 });
 
-test("DDIM with 1000 steps on an eps network matches the closed form", () => {
+test("DDIM with 1000 steps on an eps network matches the closed form", async () => {
   const abar = alphasCumprod();
   assert.ok(Math.abs(abar[999] - 0.0046) < 2e-4, `abar_T = ${abar[999]}`); // SD's scaled-linear schedule
   const sig = Array.from(abar, sigmaOfAlphaBar);
@@ -89,38 +89,58 @@ test("DDIM with 1000 steps on an eps network matches the closed form", () => {
   const zs = [-2, -0.5, 0, 1, 2.5];
   const z = tf.tensor4d(zs, [1, 1, 5, 1]);
   assert.deepEqual(ddimTimesteps(50).slice(0, 2), [981, 961]); // diffusers' leading spacing, steps_offset 1
-  const errs = [250, 1000].map((steps) => {
+  const errs: number[] = [];
+  for (const steps of [250, 1000]) {
     const ts = ddimTimesteps(steps);
-    const r = sampleDdim(D, z, { steps });
+    const r = await sampleDdim(D, z, { steps });
     assert.equal(r.nfe, steps);
     const sT = sig[ts[0]];
     const sEnd = sig[0];
     const want = exact(zs.map((v) => v * Math.sqrt(1 + sT * sT)), sT, sEnd).map((v) => v / Math.sqrt(1 + sEnd * sEnd));
-    const err = maxErr(r.x.dataSync(), want);
+    errs.push(maxErr(r.x.dataSync(), want));
     r.x.dispose();
-    return err;
-  });
+  }
   // DDIM is first order: 4x the steps, about 4x less error
   assert.ok(errs[1] < 5e-3 && errs[0] / errs[1] > 3, `DDIM errors ${errs}`);
   z.dispose();
 });
 
-test("guidance: scale 1 is the conditional model, a guided step costs two evaluations, trajectory is kept", () => {
+test("guidance: scale 1 is the conditional model, a guided step costs two evaluations, trajectory is kept", async () => {
   const D: Denoiser = (x, _s, c) => tf.tidy(() => tf.add(tf.mul(x, 0), tf.reshape(c!, [-1, 1, 1, 1])));
   const x = tf.ones([2, 1, 1, 1]) as tf.Tensor4D;
   const cond = tf.tensor1d([1, 2]);
   const uncond = tf.tensor1d([0, 0]);
   const sig = [1, 0.5, 0];
-  const r1 = sampleOde(D, x, { sigmas: sig, method: "euler", guidance: { cond, uncond, scale: 1 }, trajectory: true });
+  const r1 = await sampleOde(D, x, { sigmas: sig, method: "euler", guidance: { cond, uncond, scale: 1 }, trajectory: true });
   assert.equal(r1.nfe, 2);
   assert.equal(r1.trajectory!.length, 3);
   assert.deepEqual(Array.from(r1.x.dataSync()), [1, 2]); // ends at sigma 0: x = D = c
-  const r3 = sampleOde(D, x, { sigmas: sig, method: "euler", guidance: { cond, uncond, scale: 3 } });
+  const r3 = await sampleOde(D, x, { sigmas: sig, method: "euler", guidance: { cond, uncond, scale: 3 } });
   assert.equal(r3.nfe, 4);
   assert.deepEqual(Array.from(r3.x.dataSync()), [3, 6]); // D_u + 3 (D_c - D_u)
   const before = tf.memory().numTensors;
-  const r4 = sampleOde(D, x, { sigmas: sig, method: "heun", guidance: { cond, uncond, scale: 3 } });
+  const r4 = await sampleOde(D, x, { sigmas: sig, method: "heun", guidance: { cond, uncond, scale: 3 } });
   r4.x.dispose();
   assert.equal(tf.memory().numTensors, before, "sampling leaks no tensors");
   tf.dispose([x, cond, uncond, r1.x, ...r1.trajectory!, r3.x]);
+});
+
+test("the solvers await a denoiser that answers later, with the same result as a synchronous one", async () => {
+  const later: SolverDenoiser = async (x, sigma) => {
+    await new Promise((r) => setImmediate(r));
+    return gaussD(x, sigma);
+  };
+  const x0 = tf.tensor4d([-3, 1, 7, 40], [1, 1, 4, 1]);
+  const cond = tf.tensor1d([1]);
+  const uncond = tf.tensor1d([0]);
+  const before = tf.memory().numTensors;
+  for (const opts of [{ sigmas: edmSigmas(8), method: "heun" as const }, { sigmas: edmSigmas(8), method: "heun" as const, guidance: { cond, uncond, scale: 2 } }]) {
+    const a = await sampleOde(gaussD, x0, opts);
+    const b = await sampleOde(later, x0, opts);
+    assert.equal(a.nfe, b.nfe);
+    assert.deepEqual(Array.from(b.x.dataSync()), Array.from(a.x.dataSync()));
+    tf.dispose([a.x, b.x]);
+  }
+  assert.equal(tf.memory().numTensors, before, "sampling leaks no tensors");
+  tf.dispose([x0, cond, uncond]);
 });

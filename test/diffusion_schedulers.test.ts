@@ -70,7 +70,7 @@ test("Euler timesteps, sigmas and init_noise_sigma equal diffusers' (leading, li
   }
 });
 
-test("one DDIM or Euler step through the Denoiser and sampleOde equals diffusers' step for epsilon, v and sample prediction", () => {
+test("one DDIM or Euler step through the Denoiser and sampleOde equals diffusers' step for epsilon, v and sample prediction", async () => {
   const shape = FIX.shape as [number, number, number, number];
   for (const s of FIX.steps) {
     const cfg = parseSchedulerConfig({ ...SD15_SCHEDULER_CONFIG_JSON, prediction_type: s.prediction_type }, "SD1.5");
@@ -84,7 +84,7 @@ test("one DDIM or Euler step through the Denoiser and sampleOde equals diffusers
     // diffusers' DDIM sample is VP (x_t), Euler's is VE already
     const vpToVe = s.sampler === "ddim" ? Math.sqrt(1 + s0 * s0) : 1;
     const x = tf.mul(tf.tensor4d(FIX.sample, shape), vpToVe) as tf.Tensor4D;
-    const r = sampleOde(D, x, { sigmas: [s0, s1], method: "euler" });
+    const r = await sampleOde(D, x, { sigmas: [s0, s1], method: "euler" });
     const prev = tf.mul(r.x, s.sampler === "ddim" ? 1 / Math.sqrt(1 + s1 * s1) : 1).dataSync();
     const what = `${s.sampler} ${s.prediction_type} step ${s.index}`;
     assert.ok(Math.abs(seen!.t - s.timestep) < 2e-3, `${what}: timestep ${seen!.t} vs ${s.timestep}`);
@@ -95,7 +95,7 @@ test("one DDIM or Euler step through the Denoiser and sampleOde equals diffusers
   }
 });
 
-test("classifier-free guidance on the denoiser is SD's eps_u + w (eps_c - eps_u) (and the same for v)", () => {
+test("classifier-free guidance on the denoiser is SD's eps_u + w (eps_c - eps_u) (and the same for v)", async () => {
   for (const prediction of ["epsilon", "v_prediction"]) {
     const cfg = parseSchedulerConfig({ ...SD15_SCHEDULER_CONFIG_JSON, prediction_type: prediction }, "SD1.5");
     // a network whose output depends on the condition: out = 0.3 x_t + c (c broadcast per sample)
@@ -106,14 +106,14 @@ test("classifier-free guidance on the denoiser is SD's eps_u + w (eps_c - eps_u)
     const uncond = tf.tensor1d([0.2, 0.2]);
     const w = 7.5;
     const sigma = samplingPlan(cfg, "ddim", 50).sigmas[10];
-    const got = guided(D, { cond, uncond, scale: w }).D(x, sigma);
+    const got = await guided(D, { cond, uncond, scale: w }).D(x, sigma);
     // the pipeline's combination on the network output, then the same denoiser
     const combined = (xt: tf.Tensor4D, t: number) => tf.tidy(() => {
       const u = net(xt, t, uncond);
       const c = net(xt, t, cond);
       return tf.add(u, tf.mul(tf.sub(c, u), w)) as tf.Tensor4D;
     });
-    const want = schedulerDenoiser(combined, cfg)(x, sigma);
+    const want = await schedulerDenoiser(combined, cfg)(x, sigma);
     const [g, e] = [got.dataSync(), want.dataSync()];
     e.forEach((v, i) => assert.ok(Math.abs(g[i] - v) < 1e-4 * Math.max(1, Math.abs(v)), `${prediction} [${i}] ${g[i]} vs ${v}`));
     tf.dispose([x, cond, uncond, got, want]);

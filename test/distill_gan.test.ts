@@ -37,7 +37,7 @@ test("discriminator: the zero-initialised z branch and multi-scale injections le
 test("R1 equals a finite-difference estimate of |grad_x D|^2 on a tiny network", async () => {
   await tf.setBackend("cpu");
   const teacher = new SongUNet({ ...TINY, imgResolution: 4, channelMult: [1], attnResolutions: [] }, new Rng(5));
-  const d = new ConditionalDiscriminator(teacher.cfg, { ...DISCRIMINATOR_DEFAULTS, zCond: false }, new Rng(6), teacher);
+  const d = new ConditionalDiscriminator(teacher.config, { ...DISCRIMINATOR_DEFAULTS, zCond: false }, new Rng(6), teacher);
   const z = tf.zeros([1, 4, 4, 3]) as tf.Tensor4D;
   const c = tf.oneHot(tf.tensor1d([1], "int32"), 3).toFloat() as tf.Tensor2D;
   const f = (x: tf.Tensor4D) => d.logits(x, z, c);
@@ -97,7 +97,7 @@ test("consistency distillation: boundary condition, teacher Heun step, EMA targe
   const raw: RawNet = rawNetOf(net);
   const a = heunStep(raw, x, [lv[5], lv[5]], [lv[4], lv[4]], c, 0.5);
   const D = (xx: tf.Tensor4D, s: number) => edmDenoise(raw, xx, tf.fill([xx.shape[0]], s) as tf.Tensor1D, c);
-  const b = sampleOde(D, x, { sigmas: [lv[5], lv[4]], method: "heun" }).x;
+  const b = (await sampleOde(D, x, { sigmas: [lv[5], lv[4]], method: "heun" })).x;
   let err = 0;
   const av = a.dataSync();
   b.dataSync().forEach((v, i) => (err = Math.max(err, Math.abs(v - av[i]))));

@@ -14,10 +14,10 @@ const D: Denoiser = (x, s, c) =>
     const mu = tf.reshape(tf.argMax(c!, 1).toFloat(), [-1, 1, 1, 1]);
     return tf.add(tf.mul(tf.sub(x, mu), 0.25 / (0.25 + s * s)), mu) as tf.Tensor4D;
   });
-const teacher: PairTeacher = (z, c) => {
+const teacher: PairTeacher = async (z, c) => {
   const sig = edmSigmas(6);
   const x0 = tf.mul(z, sig[0]) as tf.Tensor4D;
-  const r = sampleOde(D, x0, { sigmas: sig, method: "heun", cond: c });
+  const r = await sampleOde(D, x0, { sigmas: sig, method: "heun", cond: c });
   x0.dispose();
   return { x: r.x, nfe: r.nfe };
 };

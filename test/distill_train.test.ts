@@ -22,10 +22,10 @@ async function tinyPairs(teacher: SongUNet): Promise<OdePairs> {
   const dir = tmp("pairs");
   const rec: PairRecord = { teacher: "tiny", sampler: "heun", steps: 4, guidance: 1, seed: 1, count: 8, shardSize: 8, zShape: [8, 8, 3], cDim: 3 };
   const D = edmDenoiser(rawNetOf(teacher));
-  await generatePairs(dir, rec, (z, c) => {
+  await generatePairs(dir, rec, async (z, c) => {
     const sig = edmSigmas(4);
     const x0 = tf.mul(z, sig[0]) as tf.Tensor4D;
-    const r = sampleOde(D, x0, { sigmas: sig, method: "heun", cond: c });
+    const r = await sampleOde(D, x0, { sigmas: sig, method: "heun", cond: c });
     x0.dispose();
     return { x: r.x, nfe: r.nfe };
   }, (rng) => { const c = [0, 0, 0]; c[rng.int(3)] = 1; return c; }, { batch: 8 });

@@ -9,7 +9,7 @@ import { SafetensorsFile, readSafetensors, writeSafetensors } from "../lib/io/sa
 import { readNpy, readNpz, writeNpy, writeNpz } from "../lib/io/npy";
 import { ZipReader, crc32, crc32Table, writeZip } from "../lib/io/zip";
 import { loadTorchObject, readTorchCheckpoint } from "../lib/io/pth";
-import { PyValue, unpickle } from "../lib/io/pickle";
+import { PyValue, torchPersistentLoad, unpickle } from "../lib/io/pickle";
 import { fromRoot } from "../lib/core/paths";
 
 const FIX = fromRoot("test/fixtures/io");
@@ -239,6 +239,22 @@ test("pth: nested training checkpoint, state dict found, module. prefix stripped
 test("pth: pickle protocol 4 checkpoint", () => {
   const file = path.join(FIX, "torch_proto4.pth");
   assertMatches(readTorchCheckpoint(file), expected["torch_proto4.pth"], file);
+});
+
+test("pth: a TorchScript archive reads as its module tree; its __torch__ classes are refused in a plain pickle", () => {
+  // torch.jit.trace + save of a tiny CLIP (test/fixtures/clip/make_clip_model_fixture.py)
+  const file = fromRoot("test/fixtures/clip/openai_tiny_jit.pt");
+  const tree = loadTorchObject(file) as Map<PyValue, PyValue>;
+  assert.equal(tree.get("training"), false);
+  const conv = ((tree.get("visual") as Map<PyValue, PyValue>).get("conv1") as Map<PyValue, PyValue>).get("weight") as HostTensor;
+  assert.deepEqual([conv.dtype, conv.shape], ["float16", [16, 3, 8, 8]]);
+  assert.ok("transformer.resblocks.1.mlp.c_proj.bias" in readTorchCheckpoint(file));
+  const zip = new ZipReader(file);
+  const pkl = zip.read("openai_tiny_jit/data.pkl");
+  zip.close();
+  const opts = { file: "data.pkl", persistentLoad: torchPersistentLoad("data.pkl") };
+  assert.throws(() => unpickle(pkl, opts), /data\.pkl: pickle at byte \d+: unknown global '__torch__\.clip\.model\.CLIP' refused/);
+  assert.ok(unpickle(pkl, { ...opts, scriptObjects: true }).value instanceof Map);
 });
 
 test("pth legacy format: values and views, including a storage slice from a pre-1.0 persistent id", () => {

@@ -33,7 +33,7 @@ test("lib/ layers import only their own or lower layers", () => {
 });
 
 test("the top level of the checkout is exactly the designed layout", () => {
-  const expected = [".ci", ".gitattributes", "README.md", "data", "environment.md", "figures", "lib", "notebooks", "package-lock.json", "package.json", "test", "tsconfig.json"];
+  const expected = [".ci", ".gitattributes", ".npmrc", "README.md", "data", "environment.md", "figures", "lib", "notebooks", "package-lock.json", "package.json", "test", "tsconfig.json"];
   // .jupyter/ is this checkout's kernel spec, written by `npm run setup`
   const tracked = fs.readdirSync(fromRoot()).filter((n) => ![".git", ".gitignore", ".jupyter", "node_modules", "runs", "scratch"].includes(n));
   assert.deepEqual(tracked.sort(), expected.sort());

@@ -21,19 +21,20 @@ before(async () => {
   await initEngine({ quiet: true });
 });
 
-test("the committed C10 classifier loads as the FID-C10 feature net with its stated dimension", () => {
+test("the committed C10 classifier loads as the FID-C10 feature net with its stated dimension", async () => {
   const { model, net, metadata } = loadC10Classifier();
   assert.equal(metricLabel("FID", net), "FID-C10");
   assert.equal(net.dim, JSON.parse(metadata.config).widths.at(-1));
   assert.match(net.name, /^c10-classifier16-[0-9a-f]{8}$/);
   const x32 = tf.randomUniform([4, 32, 32, 3], -1, 1, "float32", 1) as tf.Tensor4D;
-  const f32 = net.features(x32);
+  const f32 = await net.features(x32);
   assert.deepEqual(f32.shape, [4, net.dim]);
   // 32 px inputs are box-averaged to the classifier's 16 px
-  const f16 = net.features(tf.avgPool(x32, 2, 2, "valid"));
+  const x16 = tf.avgPool(x32, 2, 2, "valid");
+  const f16 = await net.features(x16);
   assert.ok(tf.max(tf.abs(tf.sub(f32, f16))).dataSync()[0] < 1e-5);
-  assert.throws(() => net.features(tf.zeros([1, 24, 24, 3]) as tf.Tensor4D), /multiple of 16/);
-  tf.dispose([x32, f32, f16]);
+  await assert.rejects(net.features(tf.zeros([1, 24, 24, 3]) as tf.Tensor4D), /multiple of 16/);
+  tf.dispose([x32, x16, f32, f16]);
   model.dispose();
 });
 

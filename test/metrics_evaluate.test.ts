@@ -23,7 +23,7 @@ function toyNet(): FeatureNet & { dispose(): void } {
     name: "toy-projection",
     label: "toy",
     dim: DIM,
-    features: (x) => tf.tidy(() => tf.matMul(tf.reshape(x, [x.shape[0], -1]), w)),
+    features: async (x) => tf.tidy(() => tf.matMul(tf.reshape(x, [x.shape[0], -1]), w) as tf.Tensor2D),
     dispose: () => w.dispose(),
   };
 }
@@ -91,7 +91,7 @@ test("evaluate: reference statistics are cached per source and extractor, and eq
     const side = async (ds: ToyDataset) => {
       const s = new RunningStats(DIM);
       for await (const b of ds.batches(7)) {
-        const f = net.features(b);
+        const f = await net.features(b);
         s.add(f.dataSync(), b.shape[0]);
         tf.dispose([b, f]);
       }
@@ -112,7 +112,7 @@ test("evaluate: an .npz of statistics stands in for a source; maxImages caps a s
     const direct = await evaluate(a, b, { net, cacheDir: null });
     const s = new RunningStats(DIM);
     for await (const x of a.batches(60)) {
-      const f = net.features(x);
+      const f = await net.features(x);
       s.add(f.dataSync(), 60);
       tf.dispose([x, f]);
     }

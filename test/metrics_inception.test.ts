@@ -27,7 +27,7 @@ test("the width/16 FID Inception loads pytorch-fid's key layout and matches PyTo
   const net = new InceptionFeatures(model, "bilinear", false, "w16fixture");
   // The fixture's input is NCHW in [0, 1]; the extractor takes NHWC in [-1, 1].
   const x = tf.tidy(() => tf.sub(tf.mul(tf.transpose(tf.tensor4d(io.input.data as Float32Array, [n, c, h, w]), [0, 2, 3, 1]), 2), 1) as tf.Tensor4D);
-  const f = net.features(x);
+  const f = await net.features(x);
   assert.deepEqual(f.shape, [n, net.dim]);
   assert.equal(net.dim, 128);
   const want = io.features.data as Float32Array;

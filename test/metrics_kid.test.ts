@@ -1,7 +1,7 @@
-import { test } from "node:test";
+import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import "@tensorflow/tfjs-backend-wasm";
+import { initEngine } from "../lib/backend/engine";
 import { Rng } from "../lib/core/random";
 import { FeatureMatrix, kernelInceptionDistance } from "../lib/metrics/kid";
 
@@ -30,6 +30,10 @@ function bruteMmd(x: FeatureMatrix, y: FeatureMatrix): number {
   }
   return (xx + yy) / (n * (n - 1)) - (2 * xy) / (n * n);
 }
+
+before(async () => {
+  await initEngine({ backend: "wasm", quiet: true });
+});
 
 test("KID on one subset holding every sample is the unbiased MMD^2 computed directly", async () => {
   await tf.setBackend("wasm");
@@ -74,4 +78,20 @@ test("KID subsets are capped by the sample counts and reproducible from the seed
   assert.equal(a.mean, b.mean);
   assert.ok(a.std > 0);
   await assert.rejects(kernelInceptionDistance(x, gaussian(10, 5, rng)), /feature dims differ/);
+});
+
+test("KID through the wasm engine's GEMM (threads, long feature vectors) equals KID on the cpu backend", async () => {
+  // 300-d features: the Gram products take more than one K block and are split between threads on wasm
+  const rng = new Rng(4);
+  const x = gaussian(120, 300, rng);
+  const y = gaussian(110, 300, rng, 0.1, 1.1);
+  const results: number[][] = [];
+  for (const backend of ["cpu", "wasm"]) {
+    await tf.setBackend(backend);
+    const r = await kernelInceptionDistance(x, y, { subsets: 3, subsetSize: 100, seed: 5 });
+    results.push([r.mean, r.std]);
+  }
+  const [[cpuMean, cpuStd], [wasmMean, wasmStd]] = results;
+  assert.ok(Math.abs(wasmMean - cpuMean) < 1e-5 * Math.abs(cpuMean), `mean: wasm ${wasmMean}, cpu ${cpuMean}`);
+  assert.ok(Math.abs(wasmStd - cpuStd) < 1e-3 * cpuStd, `std: wasm ${wasmStd}, cpu ${cpuStd}`);
 });

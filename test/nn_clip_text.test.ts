@@ -5,6 +5,7 @@ import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../lib/core/random";
 import { fromRoot } from "../lib/core/paths";
 import { readTorchCheckpoint } from "../lib/io/pth";
+import { rowsOf, scaledErr } from "./support";
 import { ClipTextModel, clipTextModelFromConfig, eosPositions, parseClipTextConfig, SD15_TEXT_ENCODER_CONFIG_JSON } from "../lib/nn/clip/text_encoder";
 
 // Reference: OpenAI's original CLIP text tower at a tiny size, its weights in transformers' key layout
@@ -27,31 +28,13 @@ const TINY = {
   model_type: "clip_text_model",
 };
 const io = readTorchCheckpoint(path.join(FIX, "text_tiny_io.pth"));
-const ids = (() => {
-  const [n, l] = io.ids.shape;
-  const d = io.ids.data as Int32Array;
-  return Array.from({ length: n }, (_, i) => Array.from(d.subarray(i * l, (i + 1) * l)));
-})();
+const ids = rowsOf(io.ids);
 
 function loadTiny(json: Record<string, unknown> = TINY): ClipTextModel {
   const net = clipTextModelFromConfig(json, new Rng(0), "tiny");
   const file = path.join(FIX, "text_tiny.pth");
   net.loadStateDict(readTorchCheckpoint(file), { source: file });
   return net;
-}
-
-/** Largest |got - want| over the largest |want|: the error relative to the output's scale. */
-function scaledErr(got: tf.Tensor, key: string): number {
-  const want = io[key].data as Float32Array;
-  assert.deepEqual(got.shape, io[key].shape, key);
-  const g = got.dataSync();
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    err = Math.max(err, Math.abs(g[i] - want[i]));
-    scale = Math.max(scale, Math.abs(want[i]));
-  }
-  return err / scale;
 }
 
 test("CLIP text encoder (quick_gelu and gelu) matches the reference: last hidden state, pooled, projected", () => {
@@ -61,7 +44,7 @@ test("CLIP text encoder (quick_gelu and gelu) matches the reference: last hidden
     const out = net.forward(ids);
     assert.equal(tf.memory().numTensors, before + 3);
     for (const [t, k] of [[out.lastHiddenState, "last_hidden_state"], [out.pooled, "pooled"], [out.textEmbeds!, "text_embeds"]] as const) {
-      const e = scaledErr(t, prefix + k);
+      const e = scaledErr(t, io[prefix + k], prefix + k);
       if (process.env.D2G_PRINT_ERRORS) console.log(act, k, e);
       assert.ok(e < 1e-5, `${act} ${k}: max error ${e.toExponential(2)} of the output's scale`);
     }

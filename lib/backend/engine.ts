@@ -1,13 +1,16 @@
 import * as tf from "@tensorflow/tfjs";
-import { execFileSync } from "child_process";
 import * as os from "os";
 import { silenceNodeBackendAdvice } from "./node_advice";
+import { nvidiaGpu } from "./nvidia";
+import { formatInference, InferenceInfo, inferenceInfo } from "./onnx_runtime";
 import { registerWasmTrainingKernels } from "./wasm_kernels";
 import { MAX_WASM_THREADS, startWasm } from "./wasm_threads";
 
 // One call picks the compute engine for the whole process and says which it is. Without D2G_BACKEND the
 // first that works wins, fastest first: tfjs-node-gpu (needs a visible GPU and CUDA 11.2 + cuDNN 8.1),
 // tfjs-node (libtensorflow on the CPU), wasm (XNNPACK, SIMD, threads), the plain JavaScript cpu backend.
+// Frozen networks (teachers inside samplers, feature extractors) run on the inference engine of onnx_runtime.ts,
+// onnxruntime-node unless D2G_INFER=tfjs; the line names both.
 
 export const ENGINES = ["tfjs-node-gpu", "tfjs-node", "wasm", "cpu"] as const;
 export type EngineName = (typeof ENGINES)[number];
@@ -19,6 +22,8 @@ export interface EngineInfo {
   threads: number;
   simd?: boolean;
   gpu?: string;
+  /** The engine of frozen networks (onnx_runtime.ts); initEngine fills it in. */
+  inference?: InferenceInfo;
 }
 
 export interface EngineOptions {
@@ -37,7 +42,8 @@ export function formatEngine(info: EngineInfo): string {
   const parts = [`tfjs ${info.version}`, `${info.threads} thread${info.threads === 1 ? "" : "s"}`];
   if (info.simd !== undefined) parts.push(info.simd ? "SIMD" : "no SIMD");
   if (info.gpu) parts.push(`GPU ${info.gpu}`);
-  return `engine: ${info.engine} (${parts.join(", ")})`;
+  const inference = info.inference ? `; inference: ${formatInference(info.inference)}` : "";
+  return `engine: ${info.engine} (${parts.join(", ")})${inference}`;
 }
 
 function parseEngine(value: string, source: string): EngineName {
@@ -54,21 +60,6 @@ function wasmThreads(opts: EngineOptions): number {
   return n;
 }
 
-let gpuName: { name?: string } | undefined;
-
-/** Name of the first NVIDIA GPU, or undefined when nvidia-smi is missing or sees none. */
-function nvidiaGpu(): string | undefined {
-  if (!gpuName) {
-    try {
-      const out = execFileSync("nvidia-smi", ["--query-gpu=name", "--format=csv,noheader"], { encoding: "utf8", timeout: 10_000, stdio: ["ignore", "pipe", "ignore"] });
-      gpuName = { name: out.split("\n").map((s) => s.trim()).find((s) => s.length > 0) };
-    } catch {
-      gpuName = {};
-    }
-  }
-  return gpuName.name;
-}
-
 /** Loads a tfjs-node package (an optional dependency whose native binding may be absent) and selects it. */
 async function startNode(pkg: string): Promise<void> {
   try {
@@ -80,6 +71,10 @@ async function startNode(pkg: string): Promise<void> {
 }
 
 async function start(engine: EngineName, opts: EngineOptions): Promise<EngineInfo> {
+  return { ...(await startTraining(engine, opts)), inference: inferenceInfo() };
+}
+
+async function startTraining(engine: EngineName, opts: EngineOptions): Promise<EngineInfo> {
   const version = tf.version_core;
   switch (engine) {
     case "tfjs-node-gpu": {

@@ -1,10 +1,21 @@
 import * as tf from "@tensorflow/tfjs";
+import { ADAM_KERNELS } from "./adam_update";
+import { BROADCAST_OPS, broadcastBinary } from "./broadcast";
+import { concatKernel, splitKernel } from "./concat";
+import { DROPOUT_KERNELS } from "./dropout";
+import { batchMatMulKernel, conv2dFilterKernel, conv2dInputKernel, conv2dKernel } from "./gemm";
+import { GROUP_NORM_KERNELS } from "./group_norm";
+import { columnReduce } from "./reduce";
+import { RESAMPLE_KERNELS } from "./resample";
+import { castKernel, identityKernel, unaryKernel } from "./unary";
 
-// Training kernels for the wasm engine. tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter,
-// DepthwiseConv2dNativeBackpropFilter/-Input or UnsortedSegmentSum (the gradient of tf.gather), and its
-// Conv2DBackpropInput is a plain loop about 12x slower than the forward conv. Each kernel here is written
-// with public ops that wasm runs through XNNPACK: inside a kernel the engine records no gradient tape, and a
-// tf.Tensor returned by a kernelFunc is used as the kernel's output as is.
+// The kernels the wasm engine registers for training. tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter,
+// DepthwiseConv2dNativeBackpropFilter/-Input or UnsortedSegmentSum (the gradient of tf.gather); its
+// Conv2DBackpropInput and batched or transposed matMul are plain loops; element-wise, normalisation and
+// broadcasting ops run one small kernel each. Our WebAssembly SIMD kernels (lib/backend/gemm.ts and the files it
+// names) replace the convolutions, matMul and the hot element-wise work; the kernels in this file are written
+// with public ops: inside a kernel the engine records no gradient tape, and a tf.Tensor returned by a kernelFunc
+// is used as the kernel's output as is.
 
 type Pads = [top: number, bottom: number, left: number, right: number];
 
@@ -60,20 +71,6 @@ function conv2dBackpropFilter({ inputs, attrs }: Parameters<tf.KernelFunc>[0]): 
     const dyAsFilter = tf.transpose(dy, [1, 2, 0, 3]);
     const dw = tf.conv2d(batchIsChannel, dyAsFilter, 1, pads, "NHWC", [sh, sw]);
     return tf.transpose(dw, [1, 2, 0, 3]);
-  });
-}
-
-function conv2dBackpropInput({ inputs, attrs }: Parameters<tf.KernelFunc>[0]): tf.Tensor {
-  const dy = inputs.dy as tf.Tensor4D, filter = inputs.filter as tf.Tensor4D;
-  const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as tf.Conv2DBackpropInputAttrs;
-  requireNHWC("Conv2DBackpropInput", dataFormat);
-  const info = tf.backend_util.computeConv2DInfo(inputShape, filter.shape, strides, 1, pad, dimRoundingMode);
-  return tf.tidy(() => {
-    // dx[n,h,w,ci] = sum over oh*s - top + kh = h (and likewise along w) of dy[n,oh,ow,co] * W[kh,kw,ci,co]:
-    // a stride-1 correlation of the spread-out dy with W flipped in space and with ci and co swapped.
-    const flipped = tf.transpose(tf.reverse(filter, [0, 1]), [0, 1, 3, 2]);
-    const [spread, pads] = cropForPadding(spreadOut(dy, info.strideHeight, info.strideWidth), transposedPads(info));
-    return tf.conv2d(spread, flipped, 1, pads);
   });
 }
 
@@ -135,12 +132,32 @@ function unsortedSegmentSum({ inputs, attrs }: Parameters<tf.KernelFunc>[0]): tf
 }
 
 const kernels: Array<[string, tf.KernelFunc]> = [
-  ["Conv2DBackpropFilter", conv2dBackpropFilter],
-  ["Conv2DBackpropInput", conv2dBackpropInput],
+  ["Conv2DBackpropFilter", conv2dFilterKernel(conv2dBackpropFilter)],
+  ["Conv2DBackpropInput", conv2dInputKernel as tf.KernelFunc],
   ["DepthwiseConv2dNativeBackpropFilter", depthwiseBackpropFilter],
   ["DepthwiseConv2dNativeBackpropInput", depthwiseBackpropInput],
   ["UnsortedSegmentSum", unsortedSegmentSum],
+  ...GROUP_NORM_KERNELS,
+  ...ADAM_KERNELS,
+  ...DROPOUT_KERNELS,
+  ...RESAMPLE_KERNELS,
 ];
+
+/** Kernels of tfjs-wasm replaced by ours for the cases ours handle faster; the rest go to the original. */
+const overrides: Array<[string, (original: tf.KernelFunc) => tf.KernelFunc]> = [
+  ["Conv2D", conv2dKernel],
+  ["BatchMatMul", batchMatMulKernel],
+  ["Identity", identityKernel],
+  ["Concat", concatKernel],
+  ["SplitV", splitKernel],
+  ["Cast", castKernel],
+  ["Relu", (original) => unaryKernel("relu", original)],
+  ["Step", (original) => unaryKernel("step", original)],
+  ["Sum", (original) => columnReduce("Sum", original)],
+  ["Mean", (original) => columnReduce("Mean", original)],
+  ...BROADCAST_OPS.map((op): [string, (original: tf.KernelFunc) => tf.KernelFunc] => [op, (original) => broadcastBinary(op, original)]),
+];
+const wrappers = new Set<tf.KernelFunc>();
 
 /** Registers the training kernels for the 'wasm' backend; a second call does nothing. */
 export function registerWasmTrainingKernels(): void {
@@ -149,5 +166,15 @@ export function registerWasmTrainingKernels(): void {
     if (existing?.kernelFunc === kernelFunc) continue;
     if (existing) tf.unregisterKernel(kernelName, "wasm");
     tf.registerKernel({ kernelName, backendName: "wasm", kernelFunc });
+  }
+  for (const [kernelName, wrap] of overrides) {
+    const existing = tf.getKernel(kernelName, "wasm");
+    if (!existing) throw new Error(`lib/backend/wasm_kernels.ts: tfjs-wasm has no ${kernelName} kernel to extend`);
+    if (wrappers.has(existing.kernelFunc)) continue;
+    const kernelFunc = wrap(existing.kernelFunc);
+    wrappers.add(kernelFunc);
+    tf.unregisterKernel(kernelName, "wasm");
+    // the original's setupFunc binds its C++ entry point when the backend starts
+    tf.registerKernel({ ...existing, kernelFunc });
   }
 }

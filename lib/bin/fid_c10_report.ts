@@ -37,7 +37,7 @@ runCli(SPEC, async ({ flags: { samples: n } }) => {
   const [train, test] = [await loadCifar10("train"), await loadCifar10("test")];
   console.log(`CIFAR-10 test (10,000) vs train (50,000): ${formatResult(await evaluate(dataset(test, "test"), dataset(train, "train"), { net }))}`);
   const { net: teacher, spec } = loadCifarTeacher("cpu");
-  const samples = classCycledSamples((z, c) => teacherSamples(teacher, z, c).x, n, spec.resolution, new Rng(2024), 100);
+  const samples = classCycledSamples(async (z, c) => (await teacherSamples(teacher, z, c)).x, n, spec.resolution, new Rng(2024), 100);
   const r = await evaluate({ stream: samples, count: n }, dataset(train, "train"), { net });
   console.log(`teacher ${spec.weights.split("/").pop()} (Heun, 35 evaluations), ${n} samples vs train: ${formatResult(r)}`);
 });

@@ -18,13 +18,14 @@ import { Cifar10, cifar10Floats, loadCifar10 } from "../data/cifar10";
 import { readNpy, writeNpy } from "../io/npy";
 import { writeSafetensors } from "../io/safetensors";
 import { HostTensor } from "../io/host_tensor";
-import { Conv2d, Linear } from "../nn/layers";
+import { torchvisionInit } from "../nn/init";
 import { taef2Codec } from "../nn/latent_codec";
 import { Module } from "../nn/module";
 import { ClassifierHead, LatentVgg16Bn, Vgg16 } from "../nn/vgg";
-import { Adam, lossAndGrads } from "../train/adam";
+import { Adam, adamVariables, lossAndGrads } from "../train/adam";
 import { batchIndices } from "../train/data_order";
 import { runTraining } from "../train/loop";
+import { WarmupCosine, warmupCosine } from "../train/schedule";
 import { C10_CLASSIFIER, C10_WEIGHTS, C10Classifier } from "../metrics/cifar_classifier";
 import { IMAGENET_SHIFT, IMAGENET_SCALE, STANDIN_FILES, STANDIN_WIDTH } from "../perceptual/standins";
 import { runCli, UsageError } from "./args";
@@ -164,12 +165,9 @@ function hostBatch(set: HostSet, indices: ArrayLike<number>, aug?: { rng: Rng; f
 
 // ---- training ---------------------------------------------------------------------------------------------------
 
-interface ClassifierTraining {
-  steps: number;
+/** Adam with warmupCosine. */
+interface ClassifierTraining extends WarmupCosine {
   batch: number;
-  lr: number;
-  /** Linear warm-up steps, then cosine decay to zero. */
-  warmup: number;
   seed: number;
   flip: boolean;
   /** Random translation in pixels (pad-and-crop), 0 for none. */
@@ -186,12 +184,6 @@ interface ClassifierJob {
   logits(x: tf.Tensor4D): tf.Tensor2D;
   train: HostSet;
   test: HostSet;
-}
-
-function learningRate(cfg: ClassifierTraining, i: number): number {
-  if (i < cfg.warmup) return (cfg.lr * (i + 1)) / cfg.warmup;
-  // lr_i = lr / 2 (1 + cos(pi (i - warmup) / (steps - warmup)))
-  return (cfg.lr / 2) * (1 + Math.cos((Math.PI * (i - cfg.warmup)) / Math.max(1, cfg.steps - cfg.warmup)));
 }
 
 /** Top-1 accuracy on the first `n` images of a set, in inference mode. */
@@ -220,13 +212,6 @@ async function trainClassifier(job: ClassifierJob): Promise<JobResult> {
   const named = Object.entries(job.modules).flatMap(([p, m]) => m.namedVariables(p));
   const params = named.map(([, v]) => v).filter((v) => v.trainable);
   const opt = new Adam(params, { lr: cfg.lr });
-  const vars: Record<string, tf.Variable> = Object.fromEntries(named);
-  params.forEach((_, k) => {
-    vars[`adam.m.${k}`] = opt.m[k];
-    vars[`adam.v.${k}`] = opt.v[k];
-  });
-  let secondsBefore = 0;
-  const t0 = Date.now();
   const size = job.train.shape[0];
   const order = new Map<number, Int32Array>();
   const result = await runTraining({
@@ -234,15 +219,9 @@ async function trainClassifier(job: ClassifierJob): Promise<JobResult> {
     totalSteps: cfg.steps,
     ckptDir: fromRoot("runs", "standins", job.name),
     ckptEvery: 100,
-    vars,
+    vars: { ...Object.fromEntries(named), ...adamVariables(opt) },
     rngs: {},
-    extraState: {
-      save: () => ({ adamStep: opt.step, seconds: secondsBefore + (Date.now() - t0) / 1000 }),
-      load: (s) => {
-        opt.step = Number(s.adamStep);
-        secondsBefore = Number(s.seconds);
-      },
-    },
+    extraState: { save: () => ({ adamStep: opt.step }), load: (s) => (opt.step = Number(s.adamStep)) },
     step: (i) => {
       // augmentation draws depend only on (seed, step), so a resumed run sees the same batches
       const aug = { rng: new Rng((cfg.seed * 7919 + i) >>> 0), flip: cfg.flip, pad: cfg.pad };
@@ -250,37 +229,17 @@ async function trainClassifier(job: ClassifierJob): Promise<JobResult> {
       job.setTraining?.(true);
       const onehot = tf.oneHot(y, 10);
       const { loss, grads } = lossAndGrads(() => tf.losses.softmaxCrossEntropy(onehot, job.logits(x)) as tf.Scalar, params);
-      const lr = learningRate(cfg, i);
+      const lr = warmupCosine(cfg, i);
       opt.apply(grads, lr);
       tf.dispose([x, y, onehot, ...grads]);
       return { loss, lr };
     },
   });
-  const seconds = secondsBefore + (Date.now() - t0) / 1000;
+  const seconds = result.seconds;
   const testAcc = accuracy(job, job.test);
   opt.dispose();
   console.log(`${job.name}: ${cfg.steps} steps, ${seconds.toFixed(0)} s, test accuracy ${(100 * testAcc).toFixed(2)}% on ${job.test.shape[0]} images`);
   return { steps: cfg.steps, seconds, testAcc, history: result.history };
-}
-
-/** torchvision's VGG init: conv weights N(0, 2 / fan_out) (kaiming_normal_, mode fan_out), biases 0; Linear N(0, 0.01). */
-function torchvisionInit(modules: Module[], rng: Rng): void {
-  const convs: Conv2d[] = [];
-  const linears: Linear[] = [];
-  const walk = (m: Module): void => {
-    if (m instanceof Conv2d) convs.push(m);
-    else if (m instanceof Linear) linears.push(m);
-    for (const [, c] of m.children()) if (c instanceof Module) walk(c);
-  };
-  modules.forEach(walk);
-  for (const c of convs) {
-    c.weight.assign(tf.randomNormal(c.weight.shape, 0, Math.sqrt(2 / (c.outC * c.k * c.k)), "float32", rng.seed()));
-    c.bias?.assign(tf.zerosLike(c.bias));
-  }
-  for (const l of linears) {
-    l.weight.assign(tf.randomNormal(l.weight.shape, 0, 0.01, "float32", rng.seed()));
-    l.bias?.assign(tf.zerosLike(l.bias));
-  }
 }
 
 /** Weights with metadata, plus a CSV of the training curve (every `every`-th step) next to them. */

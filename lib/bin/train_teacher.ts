@@ -40,7 +40,7 @@ runCli(SPEC, async ({ flags }) => {
   await saveFigure("teacher_loss", lineFigure("CIFAR-10 16x16 stand-in teacher (DDPM++): EDM training loss", [history], { x: "training step", y: "EDM loss (log scale)", logY: true, subtitle: what }), { dir: figures });
   const { net } = loadCifarTeacher("cpu", weights);
   const { z, labels } = fixedNoise(8, 16);
-  const { x, nfe } = teacherSamples(net, z, labels);
+  const { x, nfe } = await teacherSamples(net, z, labels);
   await saveImageGrid("teacher_samples", x, { cols: 10, dir: figures, columnLabels: CIFAR10_CLASS_NAMES, fontSize: 10, title: `CIFAR-10 16x16 stand-in teacher: samples, Heun ${nfe} evaluations, 8 per class (${what})` });
   console.log(`teacher: ${cfg.steps} steps (${result.history.length - result.resumedFrom} in this session, ${result.secondsPerStep.toFixed(3)} s/step on ${engine.engine}), Heun ${nfe} evaluations per sample; wrote ${weights}`);
   await closeFigures();

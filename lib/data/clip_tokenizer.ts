@@ -114,9 +114,9 @@ export function clipVocabFromMerges(merges: Array<[string, string]>): string[] {
   return [...base, ...base.map((s) => s + "</w>"), ...merges.map(([a, b]) => a + b), START_OF_TEXT, END_OF_TEXT];
 }
 
+/** The merges after the version line, at most CLIP_MERGES of them; fewer make a smaller vocabulary, as in the reference. */
 function parseMerges(text: string, file: string): Array<[string, string]> {
   const lines = text.replace(/\s+$/, "").split("\n");
-  if (lines.length < CLIP_MERGES + 1) throw new Error(`${file}: expected at least ${CLIP_MERGES} BPE merges after the version line, found ${lines.length - 1}`);
   return lines.slice(1, CLIP_MERGES + 1).map((l, i) => {
     const parts = l.split(" ").filter((p) => p !== "");
     if (parts.length !== 2) throw new Error(`${file}:${i + 2}: expected a merge "a b", got ${JSON.stringify(l)}`);
@@ -178,7 +178,14 @@ export class ClipTokenizer {
     } catch (e) {
       throw new Error(`${mergesFile}: cannot read the BPE merges: ${(e as Error).message}`);
     }
-    return new ClipTokenizer(encoder, parseMerges(merges, mergesFile), `${vocabFile} + ${mergesFile}`);
+    const pairs = parseMerges(merges, mergesFile);
+    const tok = new ClipTokenizer(encoder, pairs, `${vocabFile} + ${mergesFile}`);
+    // CLIP's vocabulary is the 256 bytes, the same with </w>, one token per merge and the two special tokens
+    const implied = 2 * 256 + pairs.length + 2;
+    if (encoder.size !== implied) {
+      throw new Error(`${vocabFile} holds ${encoder.size} tokens, but the ${pairs.length} merges of ${mergesFile} make a vocabulary of ${implied}: is one of them truncated?`);
+    }
+    return tok;
   }
 
   /** OpenAI's merges through the data registry (data/sources.json, group clip-bpe). */

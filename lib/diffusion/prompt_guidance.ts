@@ -16,6 +16,8 @@ export interface PromptOptions {
   guidanceScale?: number;
   /** Default "endoftext", what SD1.5's tokenizer pads with. */
   padding?: ClipPadding;
+  /** Tokens per row (the tokenizer's model_max_length); default 77. */
+  contextLength?: number;
 }
 
 export interface PromptConditioning {
@@ -25,12 +27,16 @@ export interface PromptConditioning {
   guidance?: Guidance;
 }
 
-/** Encode prompts (and their negatives) for a text-conditioned teacher; the caller disposes cond and guidance.uncond. */
-export function encodePrompts(tokenizer: ClipTokenizer, encoder: ClipTextModel, prompts: string[], o: PromptOptions = {}): PromptConditioning {
+/**
+ * Encode prompts (and their negatives) for a text-conditioned teacher; the caller disposes cond and
+ * guidance.uncond. A prompt is text or an already tokenized row (as the ODE-pair store keeps its conditions).
+ */
+export function encodePrompts(tokenizer: ClipTokenizer, encoder: ClipTextModel, prompts: string[] | number[][], o: PromptOptions = {}): PromptConditioning {
   if (prompts.length === 0) throw new Error("encodePrompts: no prompts");
   const scale = o.guidanceScale ?? 1;
-  const encode = (texts: string[]) => {
-    const out = encoder.forward(tokenizer.tokenize(texts, { padding: o.padding }));
+  const encode = (texts: string[] | number[][]) => {
+    const rows = typeof texts[0] === "string" ? tokenizer.tokenize(texts as string[], { padding: o.padding, contextLength: o.contextLength }) : (texts as number[][]);
+    const out = encoder.forward(rows);
     tf.dispose([out.pooled, ...(out.textEmbeds ? [out.textEmbeds] : [])]);
     return out.lastHiddenState;
   };

@@ -80,8 +80,9 @@ const OFF_SWITCHES = ["clip_sample", "thresholding", "rescale_betas_zero_snr", "
 const SCHEDULE_KEYS = new Set(["num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type", "timestep_spacing", "steps_offset", "set_alpha_to_one", "use_karras_sigmas", "sigma_min", "sigma_max", "final_sigmas_type", "interpolation_type", "timestep_type"]);
 
 export interface ParseSchedulerOptions {
-  /** Read the file as this class does (diffusers' `Class.from_pretrained(folder)`: its defaults fill missing keys).
-   *  Default: the file's own _class_name (what `Class.from_config(pipe.scheduler.config)` receives). */
+  /** Read the file as this class does: its defaults fill the keys the file lacks (diffusers' `Class.from_pretrained(folder)`,
+   *  and `Class.from_config(pipe.scheduler.config)`, which drops the keys that took the other class's defaults).
+   *  Default: the file's own _class_name. */
   className?: string;
   /** Apply what StableDiffusionPipeline.__init__ does to an outdated config: steps_offset 1, clip_sample false. */
   stableDiffusionPipeline?: boolean;

@@ -114,12 +114,12 @@ export interface CdRun {
 export async function trainConsistency(run: CdRun): Promise<CdOutput> {
   const { cfg } = run;
   const rng = new Rng(cfg.seed);
-  const online = cloneModule(run.teacher, SongUNet, rng);
+  const online = cloneModule(run.teacher, rng);
   const params = online.parameters();
   const target = new Ema(params);
   const evalEma = new Ema(params);
-  const evalNet = cloneModule(run.teacher, SongUNet, rng);
-  const targetNet = cloneModule(run.teacher, SongUNet, rng);
+  const evalNet = cloneModule(run.teacher, rng);
+  const targetNet = cloneModule(run.teacher, rng);
   const opt = new Adam(params, { lr: cfg.lr });
   const teacherNet = rawNetOf(run.teacher);
   const levels = karrasLevels(cfg.N, cfg.edm);

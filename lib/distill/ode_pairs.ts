@@ -7,6 +7,7 @@ import { Progress } from "../core/progress";
 import { Rng } from "../core/random";
 import { writeAtomic } from "../io/file_bytes";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
+import { ClipTextModel } from "../nn/clip/text_encoder";
 import { batchIndices } from "../train/data_order";
 
 // ODE pairs: triples (z, c, x) where x is the frozen teacher's ODE solution from noise z under condition c.
@@ -14,6 +15,7 @@ import { batchIndices } from "../train/data_order";
 // (seed, i): its noise and condition are drawn from its own seed, so shards can be made by different processes
 // (`shard i/n`), in any order, killed and resumed, and the union is always the same dataset.
 //
+// Conditions are stored as rows of cDim numbers: a one-hot class, or a caption's CLIP token ids (clipTokenCondition).
 // On disk: shard-00000.safetensors ... (tensors z, x, c, index; metadata: the generation record) and, once
 // merged, manifest.json with the record, every shard's sample range and sha256, and the teacher cost.
 
@@ -43,8 +45,16 @@ export interface PairManifest extends PairRecord {
   teacherEvals: number;
 }
 
-/** The teacher as the store sees it: a batch of noise and conditions to clean samples, with its per-sample cost. */
-export type PairTeacher = (z: tf.Tensor4D, c: tf.Tensor2D) => { x: tf.Tensor4D; nfe: number };
+/**
+ * The teacher as the store sees it: a batch of noise and conditions to clean samples, with its per-sample cost;
+ * synchronous (tfjs) or not (a frozen teacher on onnxruntime).
+ */
+export type PairTeacher = (z: tf.Tensor4D, c: tf.Tensor2D) => PairOutput | Promise<PairOutput>;
+
+export interface PairOutput {
+  x: tf.Tensor4D;
+  nfe: number;
+}
 
 /** Condition of sample i (e.g. a one-hot class, or a prompt index): drawn from the sample's own RNG. */
 export type ConditionFn = (rng: Rng, i: number) => number[];
@@ -102,7 +112,7 @@ async function generateShards(dir: string, rec: PairRecord, teacher: PairTeacher
       const inputs = Array.from({ length: m }, (_, j) => sampleInputs(rec, start + b + j, condition));
       const z = tf.tensor4d(concatF32(inputs.map((s) => s.z)), [m, ...rec.zShape] as [number, number, number, number]);
       const c = tf.tensor2d(inputs.flatMap((s) => s.c), [m, rec.cDim]);
-      const out = teacher(z, c);
+      const out = await teacher(z, c);
       nfe = out.nfe;
       zs.push(z.dataSync() as Float32Array);
       xs.push(out.x.dataSync() as Float32Array);
@@ -165,28 +175,53 @@ export function mergePairs(dir: string, rec: PairRecord): PairManifest {
   return manifest;
 }
 
-export interface PairBatch {
+export interface PairBatch<C extends tf.Tensor = tf.Tensor2D> {
   z: tf.Tensor4D;
-  c: tf.Tensor2D;
+  /** The condition the networks take, made from the stored rows by the store's ConditionEncoder. */
+  c: C;
   x: tf.Tensor4D;
   index: Int32Array;
 }
 
+/** The networks' condition from the stored condition rows of a batch (n rows of cDim values, row after row). */
+export type ConditionEncoder<C extends tf.Tensor> = (rows: Float32Array, n: number) => C;
+
+/**
+ * Text conditions from stored token rows. A text-to-image teacher's pairs keep each caption as its 77 CLIP token
+ * ids (cDim 77, ids are exact in float32) and the frozen text encoder makes the hidden states [n, 77, D] the UNets
+ * cross-attend to, batch by batch. Storing the states instead would take 77 D floats a sample: for SD1.5 (D = 768)
+ * 59,136, 1.8 times its z and x together (2 x 4x64x64), 710 GB for the paper's 3M CFG-3 pairs against 0.9 GB of
+ * ids; recomputing them costs one text-encoder pass a sample (about 19 GFLOP for SD1.5's, some 2% of one UNet
+ * evaluation at 64x64), which a training step, with its several UNet passes forward and back, hardly notices.
+ */
+export function clipTokenCondition(encoder: ClipTextModel): ConditionEncoder<tf.Tensor3D> {
+  return (rows, n) => {
+    const l = rows.length / n;
+    const ids = Array.from({ length: n }, (_, i) => Array.from(rows.subarray(i * l, (i + 1) * l)));
+    const out = encoder.forward(ids);
+    tf.dispose([out.pooled, ...(out.textEmbeds ? [out.textEmbeds] : [])]);
+    return out.lastHiddenState;
+  };
+}
+
 /** All pairs of a merged store in memory, verified against the manifest on open. */
-export class OdePairs {
+export class OdePairs<C extends tf.Tensor = tf.Tensor2D> {
   readonly z: Float32Array;
   readonly x: Float32Array;
   readonly c: Float32Array;
   readonly index: Int32Array;
   private readonly permCache = new Map<number, Int32Array>();
-  private constructor(readonly manifest: PairManifest, z: Float32Array, x: Float32Array, c: Float32Array, index: Int32Array) {
+  private constructor(readonly manifest: PairManifest, z: Float32Array, x: Float32Array, c: Float32Array, index: Int32Array, private readonly encode: ConditionEncoder<C>) {
     this.z = z;
     this.x = x;
     this.c = c;
     this.index = index;
   }
 
-  static open(dir: string): OdePairs {
+  /** Open a merged store; `encode` turns stored condition rows into what the networks take (default: the rows, [n, cDim]). */
+  static open(dir: string): OdePairs;
+  static open<C extends tf.Tensor>(dir: string, encode: ConditionEncoder<C>): OdePairs<C>;
+  static open<C extends tf.Tensor>(dir: string, encode?: ConditionEncoder<C>): OdePairs<C> {
     const mfile = path.join(dir, "manifest.json");
     if (!fs.existsSync(mfile)) throw new Error(`${dir}: no manifest.json; generate and merge the pairs first`);
     const m = JSON.parse(fs.readFileSync(mfile, "utf8")) as PairManifest;
@@ -208,7 +243,8 @@ export class OdePairs {
       idx.set(p, o);
       o += p.length;
     }
-    return new OdePairs(m, concatF32(parts.z), concatF32(parts.x), concatF32(parts.c), idx);
+    const rows = (r: Float32Array, n: number) => tf.tensor2d(r, [n, m.cDim]) as tf.Tensor as C;
+    return new OdePairs<C>(m, concatF32(parts.z), concatF32(parts.x), concatF32(parts.c), idx, encode ?? rows);
   }
 
   get size(): number {
@@ -216,7 +252,7 @@ export class OdePairs {
   }
 
   /** The pairs at the given positions as tensors. */
-  take(pos: ArrayLike<number>): PairBatch {
+  take(pos: ArrayLike<number>): PairBatch<C> {
     const per = this.manifest.zShape.reduce((a, b) => a * b, 1);
     const cd = this.manifest.cDim;
     const n = pos.length;
@@ -232,11 +268,11 @@ export class OdePairs {
       index[j] = this.index[p];
     }
     const shape = [n, ...this.manifest.zShape] as [number, number, number, number];
-    return { z: tf.tensor4d(z, shape), x: tf.tensor4d(x, shape), c: tf.tensor2d(c, [n, cd]), index };
+    return { z: tf.tensor4d(z, shape), x: tf.tensor4d(x, shape), c: this.encode(c, n), index };
   }
 
   /** Step `step`'s shuffled mini-batch (a pure function of seed and step, so resumed runs see the same data). */
-  batchAt(step: number, batch: number, seed: number): PairBatch {
+  batchAt(step: number, batch: number, seed: number): PairBatch<C> {
     return this.take(batchIndices(seed, this.size, batch, step, this.permCache));
   }
 }

@@ -7,7 +7,8 @@ import { Rng } from "../core/random";
 import { Cifar10, loadCifar10 } from "../data/cifar10";
 import { ensureDataAll } from "../data/fetch";
 import { CD_DEFAULTS, ConsistencyConfig, consistencySample, trainConsistency } from "../distill/consistency";
-import { D2G_DEFAULTS, Diffusion2GanConfig, generate, trainDiffusion2Gan } from "../distill/diffusion2gan";
+import { D2G_DEFAULTS, Diffusion2GanConfig, trainDiffusion2Gan } from "../distill/diffusion2gan";
+import { generate } from "../distill/generator";
 import { generatePairs, mergePairs, OdePairs, PairManifest, PairRecord } from "../distill/ode_pairs";
 import { SongUNet } from "../nn/unet";
 import { regressionLoss } from "../distill/regression";
@@ -115,7 +116,7 @@ function cifarReference(test: Cifar10, size: 16 | 32, n: number): ImageDataset {
 }
 
 /** FID of a sampler against the reference, on fixed noise and uniformly cycling class labels. */
-async function fidOf(sample: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D, n: number, res: number, ref: ImageDataset, net: FeatureNet): Promise<number> {
+async function fidOf(sample: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D | Promise<tf.Tensor4D>, n: number, res: number, ref: ImageDataset, net: FeatureNet): Promise<number> {
   const r = await evaluate({ stream: classCycledSamples(sample, n, res, new Rng(999), 50), count: n }, ref, { net, batchSize: 100 });
   return r.fid.value;
 }
@@ -182,7 +183,7 @@ async function converge(cfg: ConvergenceConfig, scale: Scale): Promise<Convergen
   const teacherNfe = 2 * cfg.teacherLevels - 1;
   const fidKey = settingsKey({ teacher: path.basename(dir), levels: cfg.teacherLevels, samples: cfg.evalSamples, ref: ref.id, net: fnet.name });
   const teacherFid = await cachedResult(fromRoot("runs", "cifar10", scale, `teacher-fid-${fidKey}.json`), () =>
-    fidOf((z, c) => teacherSamples(teacher, z, c, cfg.teacherLevels).x, cfg.evalSamples, res, ref, fnet));
+    fidOf(async (z, c) => (await teacherSamples(teacher, z, c, cfg.teacherLevels)).x, cfg.evalSamples, res, ref, fnet));
   const lpipsLoss = regressionLoss("lpips", { lpips: lpips.lpips, lpipsSize: cfg.lpipsSize });
   const points: ConvergencePoint[] = [];
 
@@ -211,7 +212,7 @@ async function converge(cfg: ConvergenceConfig, scale: Scale): Promise<Convergen
   // 4. samples of all three from the same noise
   const { z, labels } = fixedNoise(4, res);
   const samples = {
-    teacher: teacherSamples(teacher, z, labels, cfg.teacherLevels).x,
+    teacher: (await teacherSamples(teacher, z, labels, cfg.teacherLevels)).x,
     d2g: generate(g.generator, z, labels, cfg.d2g.sigmaG),
     cd: consistencySample(c.student, z, labels, cfg.cd, 1),
   };

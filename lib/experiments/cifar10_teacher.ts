@@ -7,7 +7,8 @@ import { Rng } from "../core/random";
 import { Cifar10, cifar10Floats } from "../data/cifar10";
 import { readTorchCheckpoint } from "../io/pth";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
-import { edmDenoiser, edmSigmas } from "../diffusion/edm";
+import { edmSigmas } from "../diffusion/edm";
+import { FrozenEdmDenoiser } from "../diffusion/frozen_denoiser";
 import { sampleOde } from "../diffusion/samplers";
 import { EDM_TRAIN_DEFAULTS, EdmTrainConfig, LabelledData, rawNetOf, trainEdm } from "../diffusion/train_edm";
 import { officialUNetRename, SongUNet, SongUNetConfig, DDPMPP_CIFAR10 } from "../nn/unet";
@@ -71,14 +72,15 @@ export function cifarLabelled(data: Cifar10, size: 16 | 32): LabelledData {
  * batch and classes cycling 0..9, so every class is equally represented (the FID sources of the CIFAR-10 runs).
  */
 export async function* classCycledSamples(
-  sample: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D, n: number, res: number, rng: Rng, batch: number,
+  sample: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D | Promise<tf.Tensor4D>, n: number, res: number, rng: Rng, batch: number,
 ): AsyncGenerator<tf.Tensor4D> {
   for (let i = 0; i < n; i += batch) {
     const m = Math.min(batch, n - i);
     const z = tf.randomNormal([m, res, res, 3], 0, 1, "float32", rng.seed()) as tf.Tensor4D;
     const c = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from({ length: m }, (_, j) => (i + j) % 10), "int32"), 10).toFloat() as tf.Tensor2D);
-    const x = tf.tidy(() => tf.clipByValue(sample(z, c), -1, 1) as tf.Tensor4D);
-    tf.dispose([z, c]);
+    const raw = await sample(z, c);
+    const x = tf.clipByValue(raw, -1, 1) as tf.Tensor4D;
+    tf.dispose([z, c, raw]);
     // an FID over thousands of samples is minutes of work: keep the notebook's displays and stop button alive
     await yieldIfDue();
     yield x;
@@ -118,11 +120,20 @@ export function loadCifarTeacher(scale: Scale, weights?: string): { net: SongUNe
   return { net, spec };
 }
 
-/** Samples of the teacher: Heun with `levels` noise levels (18 = the paper's 35 evaluations). */
-export function teacherSamples(net: SongUNet, z: tf.Tensor4D, labels: tf.Tensor2D, levels = 18): { x: tf.Tensor4D; nfe: number } {
+const frozen = new WeakMap<SongUNet, FrozenEdmDenoiser>();
+
+/** The teacher's denoiser on the inference engine (onnxruntime: exported once per batch shape, then cached). */
+export function teacherDenoiser(net: SongUNet): FrozenEdmDenoiser {
+  let d = frozen.get(net);
+  if (!d) frozen.set(net, (d = new FrozenEdmDenoiser("cifar-teacher", net.namedVariables(), rawNetOf(net))));
+  return d;
+}
+
+/** Samples of the teacher: Heun with `levels` noise levels (18 = the paper's 35 evaluations), one class per row. */
+export async function teacherSamples(net: SongUNet, z: tf.Tensor4D, labels: tf.Tensor2D, levels = 18): Promise<{ x: tf.Tensor4D; nfe: number }> {
   const sig = edmSigmas(levels);
   const x0 = tf.mul(z, sig[0]) as tf.Tensor4D;
-  const r = sampleOde(edmDenoiser(rawNetOf(net)), x0, { sigmas: sig, method: "heun", cond: labels });
+  const r = await sampleOde(teacherDenoiser(net).D, x0, { sigmas: sig, method: "heun", cond: labels });
   x0.dispose();
   return { x: r.x, nfe: r.nfe };
 }

@@ -5,6 +5,7 @@ import { AugmentConfig, AugmentDraw, sampleAugmentRows } from "../perceptual/aug
 import { PairAugment } from "../perceptual/latent_lpips";
 import { Adam, lossAndGrads } from "../train/adam";
 import { runTraining } from "../train/loop";
+import { warmupCosine } from "../train/schedule";
 import { decodeClipped, evaluateLatent, noiseLatent, pixelLpips, Scene } from "./reconstruction_eval";
 
 // The optimisation of notebooks 01 and 05: Adam on a latent that starts as noise, under one loss, scored every
@@ -56,8 +57,8 @@ export interface OptimiseContext extends Scene, OptimiseSettings {}
 /** The learning rate of step (1-based). */
 export function learningRate(ctx: Pick<OptimiseContext, "lr" | "lrDecay" | "steps">, step: number): number {
   if (ctx.lrDecay === "none") return ctx.lr;
-  // lr_t = lr / 2 (1 + cos(pi (t - 1) / steps))
-  return (ctx.lr / 2) * (1 + Math.cos((Math.PI * (step - 1)) / ctx.steps));
+  // cosine decay over the run, no warm-up: lr_t = lr / 2 (1 + cos(pi (t - 1) / steps))
+  return warmupCosine({ lr: ctx.lr, warmup: 0, steps: ctx.steps }, step - 1);
 }
 
 export interface LossRun {
@@ -189,7 +190,7 @@ export async function optimiseLatent(ctx: OptimiseContext, spec: LossSpec, opts:
       },
     });
     // a run read back finished has its scores in the history; only the picture is decoded again
-    finalDecoded ??= decodeClipped(ctx.codec, z as tf.Tensor as tf.Tensor4D);
+    finalDecoded ??= await decodeClipped(ctx.codec, z as tf.Tensor as tf.Tensor4D);
     const evals = history.filter((h) => h.psnr !== undefined);
     return {
       spec,

@@ -59,9 +59,15 @@ export interface Target {
   decoded: tf.Tensor4D;
 }
 
-/** decode(z) clipped to the image range [-1, 1], as every score and picture sees it. */
-export function decodeClipped(codec: LatentCodec, z: tf.Tensor4D): tf.Tensor4D {
-  return tf.tidy(() => tf.clipByValue(codec.decode(z), -1, 1) as tf.Tensor4D);
+/**
+ * decode(z) clipped to the image range [-1, 1], as every score and picture sees it: frozen work, so the inference
+ * engine runs it (onnxruntime where installed), the same for the target, each evaluation and a read-back run.
+ */
+export async function decodeClipped(codec: LatentCodec, z: tf.Tensor4D): Promise<tf.Tensor4D> {
+  const raw = await codec.decodeFrozen(z);
+  const decoded = tf.clipByValue(raw, -1, 1) as tf.Tensor4D;
+  raw.dispose();
+  return decoded;
 }
 
 /** Every photograph (centre-cropped, `size` px) once per seed, photograph-major: rows (image 0, seed 0), (image 0, seed 1), ... */
@@ -74,7 +80,7 @@ export async function loadTarget(images: readonly string[], seeds: readonly numb
   const original = tf.tidy(() => tf.gather(photos, rows.map((_, k) => Math.floor(k / seeds.length))) as tf.Tensor4D);
   photos.dispose();
   const latent = codec.encode(original);
-  return { rows, original, latent, decoded: decodeClipped(codec, latent) };
+  return { rows, original, latent, decoded: await decodeClipped(codec, latent) };
 }
 
 export function disposeTarget(t: Target): void {
@@ -102,7 +108,7 @@ export function noiseLatent(shape: number[], std: number, seeds: readonly number
 
 /** Per row: PSNR of decode(z) against the decoded target and plain LatentLPIPS to the target latent; the caller owns `decoded`. */
 export async function evaluateLatent(scene: Scene, z: tf.Tensor4D): Promise<{ psnr: number[]; latentLpips: number[]; decoded: tf.Tensor4D }> {
-  const decoded = decodeClipped(scene.codec, z);
+  const decoded = await decodeClipped(scene.codec, z);
   const psnr = await psnr8bit(decoded, scene.target.decoded);
   // The yardstick is LatentLPIPS proper, whatever L1 setting the loss used: the L1 term is only added when on.
   const d = tf.tidy(() => {

@@ -3,7 +3,9 @@ import { HostTensor } from "./host_tensor";
 
 // A restricted unpickler for Python pickle protocols 2-5 (and the binary protocol-0/1 opcodes they reuse).
 // It runs no code: every GLOBAL must be in the table below, which knows plain containers and what torch.save
-// emits (OrderedDict, tensor/parameter rebuild functions, storage classes). Anything else is refused by name.
+// emits (OrderedDict, tensor/parameter rebuild functions, storage classes). Anything else is refused by name,
+// except, when reading a TorchScript archive, the `__torch__.*` classes its modules are pickled as (see
+// UnpickleOptions.scriptObjects).
 // Its work is bounded by the pickle's size: the VM is a loop over opcodes (no recursion, so any nesting depth is
 // fine), each opcode does constant work except where it copies, and copies draw on a budget proportional to the
 // pickle's length, so a small pickle cannot build a huge object graph.
@@ -155,6 +157,13 @@ export interface UnpickleOptions {
   entry?: string;
   /** Resolves persistent ids (torch uses them for storages). Without it a persistent id is an error. */
   persistentLoad?: (pid: PyValue) => PyValue;
+  /**
+   * A TorchScript archive (torch.jit.save) pickles each module as an instance of a compiled `__torch__.*` class
+   * (`__torch__.model.CLIP`, `__torch__.torch.nn.modules.linear.Linear`, ...), created with no arguments and then
+   * given a dict of its attributes (parameters, buffers, submodules, flags). With this set, such an instance
+   * becomes a Map of those attributes, so the archive reads like a nested state dict; nothing is called.
+   */
+  scriptObjects?: boolean;
 }
 
 const latin1 = new TextDecoder("latin1");
@@ -252,14 +261,23 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): {
     const v = BigInt(`0x${Buffer.from(b).reverse().toString("hex")}`);
     return toInt(b[b.length - 1] & 0x80 ? v - (1n << BigInt(8 * b.length)) : v);
   };
+  const isScriptClass = (mod: string) => opts.scriptObjects === true && (mod === "__torch__" || mod.startsWith("__torch__."));
+  // instances of TorchScript classes: the Maps that BUILD fills with attributes
+  const scriptInstances = new WeakSet<Map<PyValue, PyValue>>();
   const global = (module: string, name: string): PyValue => {
     const mod = module === "__builtin__" ? "builtins" : module; // Python 2's name
     const full = `${mod}.${name}`;
-    if (GLOBALS[full] || (mod === "torch" && STORAGE_CLASS.test(name))) return new PyGlobal(mod, name);
+    if (GLOBALS[full] || (mod === "torch" && STORAGE_CLASS.test(name)) || isScriptClass(mod)) return new PyGlobal(mod, name);
     return fail(`unknown global '${full}' refused (only containers, torch tensors and storages are understood)`);
   };
   const call = (fn: PyValue, args: PyValue): PyValue => {
     if (!(fn instanceof PyGlobal)) return fail(`cannot call ${describe(fn)}`);
+    if (isScriptClass(fn.module)) {
+      if (!Array.isArray(args) || args.length > 0) return fail(`TorchScript object '${fn}' created with arguments`);
+      const obj = new Map<PyValue, PyValue>();
+      scriptInstances.add(obj);
+      return obj;
+    }
     const f = GLOBALS[fn.toString()];
     if (!f) return fail(`'${fn}' cannot be called`);
     if (!Array.isArray(args)) return fail(`arguments to '${fn}' should be a tuple, got ${describe(args)}`);
@@ -364,11 +382,18 @@ export function unpickle(bytes: Uint8Array, opts: UnpickleOptions, start = 0): {
         push(call(pop(), args));
         break;
       }
-      case 0x62: // BUILD
-        // State dicts carry `_metadata` (module versions) as OrderedDict instance state: dropped, tensors don't need it.
-        pop();
-        if (!(top() instanceof Map)) fail(`cannot set state on ${describe(top())}`);
+      case 0x62: { // BUILD
+        const state = pop();
+        const target = top();
+        if (!(target instanceof Map)) fail(`cannot set state on ${describe(target)}`);
+        // A TorchScript object's state is its attribute dict. State dicts carry `_metadata` (module versions) as
+        // OrderedDict instance state: dropped, tensors don't need it.
+        if (scriptInstances.has(target as Map<PyValue, PyValue>)) {
+          if (!(state instanceof Map)) fail(`TorchScript object state should be a dict, got ${describe(state)}`);
+          for (const [k, v] of state as Map<PyValue, PyValue>) (target as Map<PyValue, PyValue>).set(k, v);
+        }
         break;
+      }
       case 0x51: push(persistent(pop())); break; // BINPERSID
       case 0x50: push(persistent(line())); break; // PERSID
       default:

@@ -8,6 +8,8 @@ import { ZipReader } from "./zip";
 
 // PyTorch checkpoints without Python. Two containers:
 //  (a) zip (torch.save since 1.6): <dir>/data.pkl plus one entry <dir>/data/<key> of raw bytes per storage;
+//      a TorchScript archive (torch.jit.save, e.g. OpenAI's CLIP ViT-B-32.pt) has the same layout plus
+//      constants.pkl and code/, and pickles its modules as objects, which read as nested dicts of attributes;
 //  (b) legacy: consecutive pickles (magic number, protocol version, sys info, the object, the storage keys),
 //      then for each key an int64 element count and the raw data.
 // Tensors are strided windows onto storages; they come back contiguous and little-endian. Memory is bounded by the
@@ -246,7 +248,8 @@ function openZip(file: string): TorchFile {
       const order = new TextDecoder().decode(zip.read(`${dir}byteorder`));
       if (order !== "little") throw new CheckpointError(file, `storages are ${order}-endian; only little-endian is supported`);
     }
-    const { value } = unpickle(zip.read(pkl), { file, entry: pkl, persistentLoad: torchPersistentLoad(file) });
+    const scriptObjects = zip.has(`${dir}constants.pkl`);
+    const { value } = unpickle(zip.read(pkl), { file, entry: pkl, persistentLoad: torchPersistentLoad(file), scriptObjects });
     const storageBytes = (ref: StorageRef): Uint8Array => {
       const name = `${dir}data/${ref.key}`;
       if (!zip.has(name)) throw new CheckpointError(file, `storage '${ref.key}' missing (no entry ${name})`);

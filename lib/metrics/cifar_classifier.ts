@@ -4,6 +4,7 @@ import * as tf from "@tensorflow/tfjs";
 import { fromRoot } from "../core/paths";
 import { Rng } from "../core/random";
 import { readSafetensors } from "../io/safetensors";
+import { FrozenForward } from "../nn/frozen";
 import { Conv2d, Linear, MaxPool2d, ReLU } from "../nn/layers";
 import { Layer, Module, Sequential } from "../nn/module";
 import { FeatureNet } from "./feature_net";
@@ -71,14 +72,21 @@ export function boxDownsample(images: tf.Tensor4D, k: number): tf.Tensor4D {
 export class C10Features implements FeatureNet {
   readonly label = "C10";
   readonly dim: number;
+  private readonly frozen: FrozenForward;
   constructor(readonly model: C10Classifier, readonly name: string) {
     this.dim = model.dim;
+    const r = model.config.resolution;
+    this.frozen = new FrozenForward({
+      name, variables: model.namedVariables(), inputs: ["images"], outputs: ["features"],
+      fn: (x) => model.embed(boxDownsample(x as tf.Tensor4D, (x as tf.Tensor4D).shape[1] / r)),
+    });
   }
-  features(images: tf.Tensor4D): tf.Tensor2D {
+  async features(images: tf.Tensor4D): Promise<tf.Tensor2D> {
     const r = this.model.config.resolution;
     const [, h, w] = images.shape;
     if (h !== w || h % r !== 0) throw new Error(`${this.name}: expected square images whose side is a multiple of ${r}, got [${images.shape}]`);
-    return tf.tidy(() => this.model.embed(boxDownsample(images, h / r)));
+    const [f] = await this.frozen.run([images]);
+    return f as tf.Tensor2D;
   }
 }
 

@@ -99,9 +99,10 @@ async function extract(source: ImageDataset | ImageStream, net: FeatureNet, keep
     const room = (max ?? Infinity) - stats.count;
     const take = Math.min(batch.shape[0], room);
     if (take > 0) {
-      const f = tf.tidy(() => net.features(take < batch.shape[0] ? tf.slice(batch, 0, take) : batch));
+      const input = take < batch.shape[0] ? tf.slice(batch, 0, take) : batch;
+      const f = await net.features(input);
       const data = (await f.data()) as Float32Array;
-      f.dispose();
+      tf.dispose(input === batch ? [f] : [f, input]);
       stats.add(data, take);
       if (keep) kept.push(data);
     }

@@ -11,8 +11,11 @@ export interface FeatureNet {
   /** Suffix of every metric name: "" is reserved for the official FID Inception; e.g. "C10" gives "FID-C10". */
   readonly label: string;
   readonly dim: number;
-  /** NHWC images in [-1, 1] -> [N, dim] features; the caller disposes both. */
-  features(images: tf.Tensor4D): tf.Tensor2D;
+  /**
+   * NHWC images in [-1, 1] -> [N, dim] features; the caller disposes both. Asynchronous because a frozen
+   * extractor runs on the inference engine (onnxruntime, lib/backend/onnx_runtime.ts).
+   */
+  features(images: tf.Tensor4D): Promise<tf.Tensor2D>;
 }
 
 export type MetricName = "FID" | "KID";

@@ -4,6 +4,8 @@ import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../core/random";
 import { HostTensor } from "../io/host_tensor";
 import { readTorchCheckpoint } from "../io/pth";
+import { pilResizeFloat } from "../data/pil_resize";
+import { FrozenForward } from "../nn/frozen";
 import { BatchNorm2d, MaxPool2d, Pool2d } from "../nn/layers";
 import { Layer, param, torchUniform } from "../nn/module";
 import { FeatureNet } from "./feature_net";
@@ -310,25 +312,30 @@ export class InceptionFeatures implements FeatureNet {
   readonly name: string;
   readonly label: string;
   readonly dim: number;
+  private readonly frozen: FrozenForward;
   constructor(readonly model: FidInceptionV3, readonly resize: InceptionResize, official: boolean, weightsTag: string) {
     this.dim = model.dim;
     this.name = `fid-inception-v3-w${model.widthDiv}-${weightsTag}-${resize}`;
     this.label = official && model.widthDiv === 1 ? (resize === "clean" ? "clean" : "") : `inception[${weightsTag}]`;
+    // chunks of 25 images keep onnxruntime's activations near 1 GB at 299 px and divide the usual batches of 50, 100
+    this.frozen = new FrozenForward({
+      name: `fid-inception-v3-w${model.widthDiv}`, variables: model.namedVariables(), inputs: ["images"], outputs: ["pool3"],
+      fn: (x) => model.forward(x as tf.Tensor4D), maxBatch: 25,
+    });
   }
 
-  features(images: tf.Tensor4D): tf.Tensor2D {
+  async features(images: tf.Tensor4D): Promise<tf.Tensor2D> {
     const [n, h, w, c] = images.shape;
     if (c !== 3) throw new Error(`InceptionFeatures: expected RGB images [N, H, W, 3], got [${images.shape}]`);
-    return tf.tidy(() => {
-      let x: tf.Tensor4D;
-      if (this.resize === "bilinear") {
-        // Bilinear weights sum to one, so resizing in [-1, 1] equals pytorch-fid's resize in [0, 1] then 2x - 1.
-        x = h === 299 && w === 299 ? images : tf.image.resizeBilinear(images, [299, 299], false, true);
-      } else {
-        x = cleanResizeBatch(images);
-      }
-      return tf.reshape(this.model.forward(x), [n, this.dim]) as tf.Tensor2D;
-    });
+    let x = images;
+    // Bilinear weights sum to one, so resizing in [-1, 1] equals pytorch-fid's resize in [0, 1] then 2x - 1.
+    if (this.resize === "clean") x = cleanResizeBatch(images);
+    else if (h !== 299 || w !== 299) x = tf.image.resizeBilinear(images, [299, 299], false, true);
+    const [pool] = await this.frozen.run([x]);
+    if (x !== images) x.dispose();
+    const f = tf.reshape(pool, [n, this.dim]) as tf.Tensor2D;
+    pool.dispose();
+    return f;
   }
 }
 
@@ -343,80 +350,12 @@ export function loadFidInception(file: string, resize: InceptionResize = "biline
 
 // ---- clean-fid's resize -------------------------------------------------------------------------------------
 
-/** PIL's bicubic kernel (a = -0.5). */
-function cubic(x: number): number {
-  const a = -0.5;
-  x = Math.abs(x);
-  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
-  if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
-  return 0;
-}
-
-/**
- * One axis of PIL's resampling (libImaging Resample.c precompute_coeffs): output pixel i reads input pixels
- * start[i] .. start[i] + count[i] with weights normalised to sum to 1; when shrinking, the kernel is stretched by
- * the scale, which is what makes it antialiased.
- */
-function axisCoeffs(inSize: number, outSize: number): { start: Int32Array; count: Int32Array; weights: Float64Array; width: number } {
-  const scale = inSize / outSize;
-  const filterScale = Math.max(scale, 1);
-  const support = 2 * filterScale;
-  const width = Math.ceil(support) * 2 + 1;
-  const start = new Int32Array(outSize);
-  const count = new Int32Array(outSize);
-  const weights = new Float64Array(outSize * width);
-  for (let i = 0; i < outSize; i++) {
-    const center = (i + 0.5) * scale;
-    // C's (int) truncates toward zero.
-    const lo = Math.max(0, Math.trunc(center - support + 0.5));
-    const hi = Math.min(inSize, Math.trunc(center + support + 0.5));
-    let total = 0;
-    for (let x = lo; x < hi; x++) {
-      const wgt = cubic((x - center + 0.5) / filterScale);
-      weights[i * width + x - lo] = wgt;
-      total += wgt;
-    }
-    if (total !== 0) for (let x = 0; x < hi - lo; x++) weights[i * width + x] /= total;
-    start[i] = lo;
-    count[i] = hi - lo;
-  }
-  return { start, count, weights, width };
-}
-
 /**
  * clean-fid's "clean" resize of one HWC float image with values in [0, 255]: per channel, PIL's bicubic resize
- * of a mode-'F' image (horizontal pass, then vertical, sums in double, float32 in between), then clipped to
- * [0, 255].
+ * of a mode-'F' image, then clipped to [0, 255].
  */
 export function cleanResize(src: Float32Array, h: number, w: number, c: number, outH: number, outW: number): Float32Array {
-  if (src.length !== h * w * c) throw new Error(`cleanResize: expected ${h}x${w}x${c} values, got ${src.length}`);
-  const cx = axisCoeffs(w, outW);
-  const cy = axisCoeffs(h, outH);
-  const mid = new Float32Array(h * outW * c);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < outW; x++) {
-      const s0 = cx.start[x];
-      const kw = x * cx.width;
-      for (let ch = 0; ch < c; ch++) {
-        let acc = 0;
-        for (let t = 0; t < cx.count[x]; t++) acc += src[(y * w + s0 + t) * c + ch] * cx.weights[kw + t];
-        mid[(y * outW + x) * c + ch] = acc;
-      }
-    }
-  }
-  const out = new Float32Array(outH * outW * c);
-  for (let y = 0; y < outH; y++) {
-    const s0 = cy.start[y];
-    const kh = y * cy.width;
-    for (let x = 0; x < outW; x++) {
-      for (let ch = 0; ch < c; ch++) {
-        let acc = 0;
-        for (let t = 0; t < cy.count[y]; t++) acc += mid[((s0 + t) * outW + x) * c + ch] * cy.weights[kh + t];
-        out[(y * outW + x) * c + ch] = Math.min(255, Math.max(0, acc));
-      }
-    }
-  }
-  return out;
+  return pilResizeFloat(src, h, w, c, outH, outW).map((v) => Math.min(255, Math.max(0, v)));
 }
 
 /** [-1, 1] NHWC batch -> clean-resized 299x299 [-1, 1] batch (host-side, as clean-fid resizes on the CPU). */

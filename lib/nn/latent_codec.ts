@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../core/random";
 import { ensureData } from "../data/fetch";
 import { readTorchCheckpoint } from "../io/pth";
+import { FrozenForward } from "./frozen";
 import { StreamingSequential, TaesdConfig, TAEF2, TAESD_SD1, taesdDecoder, taesdEncoder } from "./taesd";
 
 // The latent space the experiments run in. A codec maps images (NHWC, RGB in [-1, 1]) to the latents a diffusion
@@ -20,6 +21,8 @@ export interface LatentCodec {
   encode(images: tf.Tensor4D): tf.Tensor4D;
   /** Diffusion latents -> images in about [-1, 1], not clamped (so gradients pass); clamp for display. */
   decode(latents: tf.Tensor4D): tf.Tensor4D;
+  /** The same on the inference engine (onnxruntime, lib/backend/onnx_runtime.ts): for evaluation and display. */
+  decodeFrozen(latents: tf.Tensor4D): Promise<tf.Tensor4D>;
   dispose(): void;
 }
 
@@ -70,6 +73,7 @@ export class TaesdCodec implements LatentCodec {
   readonly patch: number;
   readonly encoder: StreamingSequential;
   readonly decoder: StreamingSequential;
+  private readonly frozenDecoder: FrozenForward;
 
   constructor(readonly config: TaesdConfig, files: TaesdFiles, o: TaesdCodecOptions) {
     this.name = o.name;
@@ -85,6 +89,10 @@ export class TaesdCodec implements LatentCodec {
     this.decoder = taesdDecoder(config, rng);
     this.encoder.loadStateDict(readTorchCheckpoint(files.encoder), { source: files.encoder });
     this.decoder.loadStateDict(readTorchCheckpoint(files.decoder), { source: files.decoder });
+    this.frozenDecoder = new FrozenForward({
+      name: `${o.name}-decoder`, variables: this.decoder.namedVariables(), inputs: ["latents"], outputs: ["images"],
+      fn: (z) => this.decode(z as tf.Tensor4D),
+    });
   }
 
   encode(images: tf.Tensor4D): tf.Tensor4D {
@@ -111,7 +119,13 @@ export class TaesdCodec implements LatentCodec {
     });
   }
 
+  async decodeFrozen(latents: tf.Tensor4D): Promise<tf.Tensor4D> {
+    const [images] = await this.frozenDecoder.run([latents]);
+    return images as tf.Tensor4D;
+  }
+
   dispose(): void {
+    void this.frozenDecoder.dispose();
     this.encoder.dispose();
     this.decoder.dispose();
   }

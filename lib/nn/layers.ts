@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { groupNorm } from "../backend/group_norm";
 import { Rng } from "../core/random";
 import { Layer, Module, param, torchUniform } from "./module";
 
@@ -58,27 +59,18 @@ export class Linear extends Layer {
   }
 }
 
+/** GroupNorm, followed by SiLU when `act` is "silu" (one fused op, lib/backend/group_norm.ts). */
 export class GroupNorm extends Layer {
   weight: tf.Variable;
   bias: tf.Variable;
-  constructor(readonly groups: number, readonly channels: number, readonly eps = 1e-5) {
+  constructor(readonly groups: number, readonly channels: number, readonly eps = 1e-5, readonly act?: "silu") {
     super();
     if (channels % groups !== 0) throw new Error(`GroupNorm: ${channels} channels do not split into ${groups} groups`);
     this.weight = param(tf.ones([channels]));
     this.bias = param(tf.zeros([channels]));
   }
   forward(x: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      const [n, h, w, c] = x.shape;
-      const g = this.groups;
-      // statistics over H, W and the channels of a group
-      const { mean, variance } = tf.moments(tf.reshape(x, [n, h, w, g, c / g]), [1, 2, 4], true);
-      // y = (x - mean) / sqrt(var + eps) * gamma + beta, folded into one scale and shift per (image, channel):
-      // a = gamma / sqrt(var + eps), b = beta - mean * a, y = x * a + b (two full-size ops instead of five)
-      const a = tf.mul(tf.rsqrt(tf.add(variance, this.eps)), tf.reshape(this.weight, [1, 1, 1, g, c / g]));
-      const b = tf.sub(tf.reshape(this.bias, [1, 1, 1, g, c / g]), tf.mul(mean, a));
-      return tf.add(tf.mul(x, tf.reshape(a, [n, 1, 1, c])), tf.reshape(b, [n, 1, 1, c])) as tf.Tensor4D;
-    });
+    return groupNorm(x, this.weight as tf.Tensor1D, this.bias as tf.Tensor1D, { groups: this.groups, eps: this.eps, silu: this.act === "silu" });
   }
 }
 
@@ -103,7 +95,12 @@ export class BatchNorm2d extends Layer {
   }
   forward(x: tf.Tensor4D): tf.Tensor4D {
     if (!this.training) {
-      return tf.tidy(() => tf.batchNorm(x, this.running_mean, this.running_var, this.bias, this.weight, this.eps) as tf.Tensor4D);
+      // y = (x - running_mean) / sqrt(running_var + eps) * weight + bias, folded into one scale and shift per
+      // channel (tf.batchNorm's gradient tiles full-size tensors, which is slow on wasm)
+      return tf.tidy(() => {
+        const scale = tf.mul(this.weight, tf.rsqrt(tf.add(this.running_var, this.eps)));
+        return tf.add(tf.mul(x, scale), tf.sub(this.bias, tf.mul(this.running_mean, scale))) as tf.Tensor4D;
+      });
     }
     const { mean, variance } = tf.moments(x, [0, 1, 2]);
     const m = x.size / this.channels;

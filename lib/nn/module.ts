@@ -101,30 +101,47 @@ export abstract class Module {
     return out;
   }
 
+  /** Take every variable's value from the variable of the same name in `src`, a module of the same architecture. */
+  assignFrom(src: Module): void {
+    const from = new Map(src.namedVariables());
+    const mine = this.namedVariables();
+    const unused = new Set(from.keys());
+    for (const [name, v] of mine) {
+      const s = from.get(name);
+      if (!s) throw new Error(`${this.constructor.name}.assignFrom(${src.constructor.name}): the source has no variable '${name}'`);
+      if (s.shape.join() !== v.shape.join()) throw new Error(`${this.constructor.name}.assignFrom: '${name}' is [${s.shape}] in the source, [${v.shape}] here`);
+      v.assign(s);
+      unused.delete(name);
+    }
+    if (unused.size) throw new Error(`${this.constructor.name}.assignFrom(${src.constructor.name}): the source has variables this module lacks: ${[...unused].slice(0, 5).join(", ")}`);
+  }
+
   dispose(): void {
     for (const [, v] of this.namedVariables()) v.dispose();
   }
+}
+
+/** A module built as `new Class(config, rng)` that keeps its config as `config` (SongUNet, UNet2DConditionModel, ...). */
+export interface ConfiguredModule extends Module {
+  readonly config: unknown;
+}
+
+/**
+ * A copy of `m`: a new module of its class built from its config, holding its weights (copied by name). With `rng`,
+ * the copy first draws its random init from it as a fresh build would, which keeps the stream where runs that built
+ * networks this way expect it; without, it is built without init, which costs nothing however big the network.
+ */
+export function cloneModule<T extends ConfiguredModule>(m: T, rng?: Rng): T {
+  const Class = m.constructor as new (config: unknown, rng: Rng) => T;
+  const copy = rng ? new Class(m.config, rng) : withoutInit(() => new Class(m.config, new Rng(0)));
+  copy.assignFrom(m);
+  return copy;
 }
 
 /** A variable as PyTorch stores it (a new tensor for the caller to dispose). */
 function torchLayout(v: tf.Variable): tf.Tensor {
   const layout = layouts.get(v) ?? "plain";
   return layout === "conv" ? tf.transpose(v, [3, 2, 0, 1]) : layout === "linear" ? tf.transpose(v) : tf.clone(v);
-}
-
-/**
- * A copy of a module with the same configuration and weights: `ctor` builds a fresh one from `m.cfg` (drawing its
- * initialisation from `rng`), whose every variable then takes m's value by name.
- */
-export function cloneModule<C, M extends Module & { readonly cfg: C }>(m: M, ctor: new (cfg: C, rng: Rng) => M, rng: Rng): M {
-  const copy = new ctor(m.cfg, rng);
-  const source = new Map(m.namedVariables());
-  for (const [name, v] of copy.namedVariables()) {
-    const s = source.get(name);
-    if (!s || s.shape.join() !== v.shape.join()) throw new Error(`cloneModule: the copy's variable ${name} [${v.shape}] has no counterpart of that shape in the original`);
-    v.assign(s);
-  }
-  return copy;
 }
 
 /** A parameter; `layout` records how PyTorch stores it so checkpoints convert on load and save. */

@@ -1,4 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
+import { dropout } from "../backend/dropout";
+import { downsample2x, upsample2x } from "../backend/resample";
 import { Rng } from "../core/random";
 import { Conv2d, GroupNorm, Linear } from "./layers";
 import { Module, ModuleDict } from "./module";
@@ -48,21 +50,20 @@ function linear(cin: number, cout: number, init: Init, rng: Rng, bias = true): L
   return edmInit(new Linear(cin, cout, rng, bias), init, cin, cout, rng) as Linear;
 }
 
-/** EDM's GroupNorm: 32 groups unless that leaves fewer than 4 channels per group. */
-function groupNorm(c: number, eps = 1e-6): GroupNorm {
-  return new GroupNorm(Math.min(32, Math.floor(c / 4)), c, eps);
+/** EDM's GroupNorm: 32 groups unless that leaves fewer than 4 channels per group; `act` fuses the SiLU that follows. */
+function groupNorm(c: number, act?: "silu"): GroupNorm {
+  return new GroupNorm(Math.min(32, Math.floor(c / 4)), c, 1e-6, act);
 }
 
 export function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));
 }
 
-// The [1,1] resampling filter makes down = 2x2 box average with stride 2, up = nearest-neighbour 2x. Both are
-// written with reshape/mean/broadcast so they stay differentiable twice (R1 needs gradients of gradients).
+// The [1,1] resampling filter makes down = 2x2 box average with stride 2, up = nearest-neighbour 2x, both
+// differentiable twice (R1 needs gradients of gradients; lib/backend/resample.ts).
 export function resample(x: tf.Tensor4D, mode: "up" | "down" | "keep"): tf.Tensor4D {
-  const [n, h, w, c] = x.shape;
-  if (mode === "down") return tf.mean(tf.reshape(x, [n, h / 2, 2, w / 2, 2, c]), [2, 4]) as tf.Tensor4D;
-  if (mode === "up") return tf.reshape(tf.mul(tf.reshape(x, [n, h, 1, w, 1, c]), tf.ones([1, 1, 2, 1, 2, 1])), [n, 2 * h, 2 * w, c]);
+  if (mode === "down") return downsample2x(x);
+  if (mode === "up") return upsample2x(x);
   return x;
 }
 
@@ -83,10 +84,10 @@ export class UNetBlock extends Module {
   proj?: Conv2d;
   constructor(readonly inC: number, readonly outC: number, embC: number, readonly o: BlockOptions, readonly dropout: number, rng: Rng) {
     super();
-    this.norm0 = groupNorm(inC);
+    this.norm0 = groupNorm(inC, "silu");
     this.conv0 = conv(inC, outC, 3, "xavier", rng);
     this.affine = linear(embC, outC, "xavier", rng);
-    this.norm1 = groupNorm(outC);
+    this.norm1 = groupNorm(outC, "silu");
     this.conv1 = conv(outC, outC, 3, "zero", rng);
     // DDPM++ uses resample_proj: any resampling or channel change gets a 1x1 projection on the skip path
     if (outC !== inC || o.resample !== "keep") this.skip = conv(inC, outC, 1, "xavier", rng);
@@ -100,20 +101,25 @@ export class UNetBlock extends Module {
   forward(x: tf.Tensor4D, emb: tf.Tensor2D, dropoutSeed?: number): tf.Tensor4D {
     return tf.tidy(() => {
       const skipScale = Math.SQRT1_2;
-      let h = this.conv0.forward(resample(silu(this.norm0.forward(x)) as tf.Tensor4D, this.o.resample));
+      // norm0 and norm1 include the SiLU that follows them
+      let h = this.conv0.forward(resample(this.norm0.forward(x), this.o.resample));
       // h = silu(norm1(h + affine(emb)))  (adaptive_scale = False in DDPM++)
       const params = tf.reshape(this.affine.forward(emb), [emb.shape[0], 1, 1, this.outC]);
-      h = silu(this.norm1.forward(tf.add(h, params) as tf.Tensor4D)) as tf.Tensor4D;
-      if (dropoutSeed !== undefined && this.dropout > 0) h = tf.dropout(h, this.dropout, undefined, dropoutSeed) as tf.Tensor4D;
+      h = this.norm1.forward(tf.add(h, params) as tf.Tensor4D);
+      if (dropoutSeed !== undefined && this.dropout > 0) h = dropout(h, this.dropout, dropoutSeed);
       h = this.conv1.forward(h);
       const orig = this.skip ? this.skip.forward(resample(x, this.o.resample)) : x;
       // x = (h + skip(x)) / sqrt(2)
       let out = tf.mul(tf.add(h, orig), skipScale) as tf.Tensor4D;
       if (this.qkv && this.norm2 && this.proj) {
         const [n, hh, ww, c] = out.shape;
-        // channels of qkv interleave as (channel, {q,k,v}), as the reference's reshape(N, C, 3, HW) implies
-        const qkv = tf.reshape(this.qkv.forward(this.norm2.forward(out)), [n, hh * ww, c, 3]);
-        const [q, k, v] = tf.unstack(qkv, 3) as tf.Tensor3D[];
+        // channels of qkv interleave as (channel, {q,k,v}), as the reference's reshape(N, C, 3, HW) implies; the
+        // 1x1 conv runs with its output channels regrouped as ({q,k,v}, channel), so q, k, v are contiguous slices
+        const qkv = this.qkv;
+        const weight = tf.reshape(tf.transpose(tf.reshape(qkv.weight, [c, c, 3]), [0, 2, 1]), [1, 1, c, 3 * c]) as tf.Tensor4D;
+        const bias = tf.reshape(tf.transpose(tf.reshape(qkv.bias!, [c, 3])), [3 * c]);
+        const grouped = tf.add(tf.conv2d(this.norm2.forward(out), weight, 1, "valid"), bias);
+        const [q, k, v] = tf.split(tf.reshape(grouped, [n, hh * ww, 3 * c]), 3, 2) as tf.Tensor3D[];
         // w = softmax(q^T k / sqrt(C)) over keys; a = v w^T
         const w = tf.softmax(tf.matMul(q, tf.div(k, Math.sqrt(c)), false, true));
         const a = tf.reshape(tf.matMul(w, v), [n, hh, ww, c]) as tf.Tensor4D;
@@ -145,20 +151,20 @@ export class SongUNet extends Module {
   /** Channels of each encoder output kept for a skip connection, in order. */
   private readonly skipChannels: number[] = [];
 
-  constructor(readonly cfg: SongUNetConfig, rng: Rng) {
+  constructor(readonly config: SongUNetConfig, rng: Rng) {
     super();
-    const mc = cfg.modelChannels;
-    const embC = mc * cfg.channelMultEmb;
+    const mc = config.modelChannels;
+    const embC = mc * config.channelMultEmb;
     const noiseC = mc;
-    if (cfg.labelDim) this.map_label = linear(cfg.labelDim, noiseC, "xavier", rng);
-    if (cfg.augmentDim) this.map_augment = linear(cfg.augmentDim, noiseC, "xavier", rng, false);
+    if (config.labelDim) this.map_label = linear(config.labelDim, noiseC, "xavier", rng);
+    if (config.augmentDim) this.map_augment = linear(config.augmentDim, noiseC, "xavier", rng, false);
     this.map_layer0 = linear(noiseC, embC, "xavier", rng);
     this.map_layer1 = linear(embC, embC, "xavier", rng);
-    const block = (cin: number, cout: number, o: BlockOptions) => new UNetBlock(cin, cout, embC, o, cfg.dropout, rng);
+    const block = (cin: number, cout: number, o: BlockOptions) => new UNetBlock(cin, cout, embC, o, config.dropout, rng);
 
-    let cout = cfg.inChannels;
-    cfg.channelMult.forEach((mult, level) => {
-      const res = cfg.imgResolution >> level;
+    let cout = config.inChannels;
+    config.channelMult.forEach((mult, level) => {
+      const res = config.imgResolution >> level;
       if (level === 0) {
         this.enc.set(`${res}x${res}_conv`, conv(cout, mc, 3, "xavier", rng));
         cout = mc;
@@ -166,31 +172,31 @@ export class SongUNet extends Module {
         this.enc.set(`${res}x${res}_down`, block(cout, cout, { resample: "down", attention: false }));
       }
       this.skipChannels.push(cout);
-      for (let idx = 0; idx < cfg.numBlocks; idx++) {
+      for (let idx = 0; idx < config.numBlocks; idx++) {
         const cin = cout;
         cout = mc * mult;
-        this.enc.set(`${res}x${res}_block${idx}`, block(cin, cout, { resample: "keep", attention: cfg.attnResolutions.includes(res) }));
+        this.enc.set(`${res}x${res}_block${idx}`, block(cin, cout, { resample: "keep", attention: config.attnResolutions.includes(res) }));
         this.skipChannels.push(cout);
       }
     });
     const skips = [...this.skipChannels];
-    for (let level = cfg.channelMult.length - 1; level >= 0; level--) {
-      const res = cfg.imgResolution >> level;
-      if (level === cfg.channelMult.length - 1) {
+    for (let level = config.channelMult.length - 1; level >= 0; level--) {
+      const res = config.imgResolution >> level;
+      if (level === config.channelMult.length - 1) {
         this.dec.set(`${res}x${res}_in0`, block(cout, cout, { resample: "keep", attention: true }));
         this.dec.set(`${res}x${res}_in1`, block(cout, cout, { resample: "keep", attention: false }));
       } else {
         this.dec.set(`${res}x${res}_up`, block(cout, cout, { resample: "up", attention: false }));
       }
-      for (let idx = 0; idx <= cfg.numBlocks; idx++) {
+      for (let idx = 0; idx <= config.numBlocks; idx++) {
         const cin = cout + skips.pop()!;
-        cout = mc * cfg.channelMult[level];
-        const attn = idx === cfg.numBlocks && cfg.attnResolutions.includes(res);
+        cout = mc * config.channelMult[level];
+        const attn = idx === config.numBlocks && config.attnResolutions.includes(res);
         this.dec.set(`${res}x${res}_block${idx}`, block(cin, cout, { resample: "keep", attention: attn }));
       }
       if (level === 0) {
-        this.dec.set(`${res}x${res}_aux_norm`, groupNorm(cout));
-        this.dec.set(`${res}x${res}_aux_conv`, conv(cout, cfg.outChannels, 3, "zero", rng));
+        this.dec.set(`${res}x${res}_aux_norm`, groupNorm(cout, "silu"));
+        this.dec.set(`${res}x${res}_aux_conv`, conv(cout, config.outChannels, 3, "zero", rng));
       }
     }
   }
@@ -198,11 +204,11 @@ export class SongUNet extends Module {
   /** The conditioning vector of every block: noise embedding + label (+ augmentation) mapping, through two layers. */
   embedding(noiseLabels: tf.Tensor1D, classLabels?: tf.Tensor2D, augmentLabels?: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy(() => {
-      let emb: tf.Tensor2D = positionalEmbedding(noiseLabels, this.cfg.modelChannels);
+      let emb: tf.Tensor2D = positionalEmbedding(noiseLabels, this.config.modelChannels);
       if (this.map_label) {
-        if (!classLabels) throw new Error(`SongUNet: class labels [N, ${this.cfg.labelDim}] are required by a conditional network`);
+        if (!classLabels) throw new Error(`SongUNet: class labels [N, ${this.config.labelDim}] are required by a conditional network`);
         // emb += map_label(onehot * sqrt(label_dim))
-        emb = tf.add(emb, this.map_label.forward(tf.mul(classLabels, Math.sqrt(this.cfg.labelDim))));
+        emb = tf.add(emb, this.map_label.forward(tf.mul(classLabels, Math.sqrt(this.config.labelDim))));
       }
       if (this.map_augment && augmentLabels) emb = tf.add(emb, this.map_augment.forward(augmentLabels));
       emb = silu(this.map_layer0.forward(emb)) as tf.Tensor2D;
@@ -226,8 +232,9 @@ export class SongUNet extends Module {
       let out: tf.Tensor4D | undefined;
       let aux: tf.Tensor4D | undefined;
       for (const [name, b] of this.dec.items) {
+        // out = aux_conv(silu(aux_norm(h))), the SiLU inside aux_norm
         if (name.endsWith("aux_norm")) aux = (b as GroupNorm).forward(h);
-        else if (name.endsWith("aux_conv")) out = (b as Conv2d).forward(silu(aux!) as tf.Tensor4D);
+        else if (name.endsWith("aux_conv")) out = (b as Conv2d).forward(aux!);
         else {
           const blk = b as UNetBlock;
           if (h.shape[3] !== blk.inC) h = tf.concat([h, skips.pop()!], 3);

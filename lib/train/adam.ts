@@ -1,7 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
+import { adamUpdate, sumOfSquares } from "../backend/adam_update";
 
 // Adam with its state in the open (moments per parameter, step count) so a checkpoint holds all of it and a
 // resumed run continues bit for bit; tf.train.adam keeps running beta powers that it cannot restore exactly.
+// With weightDecay it is AdamW (Loshchilov & Hutter): decay decoupled from the gradient, on the parameters the
+// decay mask selects (open_clip exempts gains, biases, the class token and the temperature).
 
 export interface AdamConfig {
   lr: number;
@@ -10,17 +13,21 @@ export interface AdamConfig {
   eps: number;
   /** Clip the global gradient norm to this value (0 = off). */
   clipNorm: number;
+  /** Decoupled weight decay (AdamW), 0 = plain Adam. */
+  weightDecay: number;
 }
 
-export const ADAM_DEFAULTS: AdamConfig = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, clipNorm: 0 };
+export const ADAM_DEFAULTS: AdamConfig = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, clipNorm: 0, weightDecay: 0 };
 
 export class Adam {
   readonly m: tf.Variable[];
   readonly v: tf.Variable[];
   step = 0;
   readonly cfg: AdamConfig;
-  constructor(readonly params: tf.Variable[], cfg: Partial<AdamConfig> = {}) {
+  /** decay[i]: whether weightDecay applies to params[i] (default: all). */
+  constructor(readonly params: tf.Variable[], cfg: Partial<AdamConfig> = {}, readonly decay: boolean[] = params.map(() => true)) {
     this.cfg = { ...ADAM_DEFAULTS, ...cfg };
+    if (decay.length !== params.length) throw new Error(`Adam: decay mask has ${decay.length} entries for ${params.length} parameters`);
     // tidy frees the zero tensors the variables were made from
     this.m = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
     this.v = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
@@ -32,23 +39,24 @@ export class Adam {
    */
   apply(grads: tf.Tensor[], lr = this.cfg.lr): number {
     if (grads.length !== this.params.length) throw new Error(`Adam: ${grads.length} gradients for ${this.params.length} parameters`);
-    const { beta1: b1, beta2: b2, eps, clipNorm } = this.cfg;
+    const { beta1: b1, beta2: b2, eps, clipNorm, weightDecay: wd } = this.cfg;
     this.step += 1;
     const t = this.step;
-    const norm = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))).dataSync()[0]);
+    const norm = Math.sqrt(sumOfSquares(grads));
     const scale = clipNorm > 0 && norm > clipNorm ? clipNorm / norm : 1;
-    tf.tidy(() => {
-      this.params.forEach((p, i) => {
-        const g = scale === 1 ? grads[i] : tf.mul(grads[i], scale);
-        // m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
-        const m = tf.add(tf.mul(this.m[i], b1), tf.mul(g, 1 - b1));
-        const v = tf.add(tf.mul(this.v[i], b2), tf.mul(tf.square(g), 1 - b2));
-        this.m[i].assign(m);
-        this.v[i].assign(v);
-        // p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)   (PyTorch's form)
-        const denom = tf.add(tf.div(tf.sqrt(v), Math.sqrt(1 - b2 ** t)), eps);
-        p.assign(tf.sub(p, tf.mul(tf.div(m, denom), lr / (1 - b1 ** t))));
-      });
+    const config = { beta1: b1, beta2: b2, eps, stepSize: lr / (1 - b1 ** t), biasCorrection2: Math.sqrt(1 - b2 ** t), gradScale: scale };
+    this.params.forEach((p, i) => {
+      // AdamW first decays: p <- p (1 - lr wd); then the Adam step on the decayed p (PyTorch's order)
+      if (wd > 0 && this.decay[i]) {
+        const decayed = tf.mul(p, 1 - lr * wd);
+        p.assign(decayed);
+        decayed.dispose();
+      }
+      const [p1, m1, v1] = adamUpdate(p, this.m[i], this.v[i], grads[i], config);
+      this.m[i].assign(m1);
+      this.v[i].assign(v1);
+      p.assign(p1);
+      tf.dispose([p1, m1, v1]);
     });
     return norm;
   }
@@ -56,6 +64,16 @@ export class Adam {
   dispose(): void {
     tf.dispose([...this.m, ...this.v]);
   }
+}
+
+/** Adam's moments by checkpoint name (`<prefix>.m.<k>`, `<prefix>.v.<k>`, k the parameter's position), for TrainSpec.vars. */
+export function adamVariables(opt: Adam, prefix = "adam"): Record<string, tf.Variable> {
+  const out: Record<string, tf.Variable> = {};
+  opt.params.forEach((_, k) => {
+    out[`${prefix}.m.${k}`] = opt.m[k];
+    out[`${prefix}.v.${k}`] = opt.v[k];
+  });
+  return out;
 }
 
 /**

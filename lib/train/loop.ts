@@ -40,6 +40,8 @@ export interface TrainResult {
   secondsPerStep: number;
   /** Mean time of one step (the spec's step() alone) over every session of the run, resumed ones included. */
   msPerStep: number;
+  /** Wall time of the whole run, the interrupted parts before a resume included. */
+  seconds: number;
   /** Live tensors after the first step and at the end: equal unless a step leaks. */
   tensorsAfterFirstStep: number;
   tensorsAtEnd: number;
@@ -54,6 +56,7 @@ async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
   let start = 0;
   // time inside step() summed over the steps it covers, kept in the checkpoint so a resumed run reports all of it
   let timed = { ms: 0, steps: 0 };
+  let secondsBefore = 0;
   const latest = spec.ckptDir ? latestCheckpoint(spec.ckptDir) : undefined;
   if (latest) {
     const meta = loadCheckpoint(latest, spec.vars);
@@ -65,17 +68,19 @@ async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
     history = meta.history;
     start = meta.step;
     if (meta.stepTime) timed = meta.stepTime as typeof timed;
+    secondsBefore = Number(meta.trainSeconds ?? 0);
   }
+  const t0 = Date.now();
+  const seconds = () => secondsBefore + (Date.now() - t0) / 1000;
   const save = async (step: number) => {
     if (!spec.ckptDir) return;
-    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, stepTime: timed, rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
+    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, stepTime: timed, trainSeconds: seconds(), rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
     await saveCheckpoint(spec.ckptDir, spec.vars, meta);
     await spec.onCheckpoint?.(history);
   };
   if (start === 0 && spec.evalAtStart && spec.evaluate) history.push({ step: 0, ...(await spec.evaluate(0)) });
   const progress = new Progress(spec.label, spec.totalSteps - start);
   let tensorsAfterFirstStep = -1;
-  const t0 = Date.now();
   for (let i = start; i < spec.totalSteps; i++) {
     const t = performance.now();
     const metrics = spec.step(i);
@@ -101,6 +106,7 @@ async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
     resumedFrom: start,
     secondsPerStep: steps > 0 ? (Date.now() - t0) / 1000 / steps : 0,
     msPerStep: timed.steps > 0 ? timed.ms / timed.steps : 0,
+    seconds: seconds(),
     tensorsAfterFirstStep,
     tensorsAtEnd: tf.memory().numTensors,
   };

@@ -70,7 +70,9 @@ export class Attention extends Module {
         }
         rows.push(heads.length === 1 ? heads[0] : tf.concat(heads, 1));
       }
-      const a = tf.stack(rows) as tf.Tensor3D;
+      // a one-row stack as expandDims: tfjs hands the gradient of a one-output unstack a lone dy where it expects a
+      // list, so a gradient of a gradient through tf.stack([row]) fails (single-sample R1 takes one)
+      const a = (rows.length === 1 ? tf.expandDims(rows[0], 0) : tf.stack(rows)) as tf.Tensor3D;
       return this.to_out[0].forward(a);
     });
   }

@@ -6,8 +6,8 @@ import { readJsonFile, writeJsonFile } from "../../io/json_file";
 import { LazyTensor, writeSafetensorsLazy } from "../../io/safetensors";
 import { openTensorFile, TensorSource } from "../../io/tensor_source";
 import { Module, withoutInit } from "../module";
-import { AutoencoderKL, AutoencoderKLConfig, parseAutoencoderKLConfig, SD15_VAE_CONFIG_JSON } from "./autoencoder_kl";
-import { configJson } from "./config_json";
+import { AutoencoderKL, AutoencoderKLConfig, parseAutoencoderKLConfig, SD15_VAE_CONFIG_JSON, VAE_SPEC } from "./autoencoder_kl";
+import { ConfigSpec, configJson } from "./config_json";
 import { LdmOptions, splitLdmCheckpoint } from "./ldm_keys";
 import { parseUNet2DConditionConfig, SD15_UNET_CONFIG_JSON, UNet2DConditionConfig, UNet2DConditionModel, UNET_SPEC } from "./unet2d_condition";
 
@@ -122,8 +122,8 @@ export interface StableDiffusionFolder {
   unet: string;
   vae: string;
   textEncoder: string;
-  /** tokenizer/vocab.json and tokenizer/merges.txt (CLIP BPE). */
-  tokenizer: { vocab: string; merges: string };
+  /** tokenizer/vocab.json and tokenizer/merges.txt (CLIP BPE), and tokenizer_config.json (pad token, row length) or null. */
+  tokenizer: { vocab: string; merges: string; config: string | null };
   /** scheduler/scheduler_config.json as written. */
   schedulerConfig: unknown;
 }
@@ -136,13 +136,14 @@ export function stableDiffusionFolder(root: string): StableDiffusionFolder {
     return p;
   };
   const index = path.join(root, "model_index.json");
+  const tokConfig = path.join(root, "tokenizer", "tokenizer_config.json");
   return {
     root,
     modelIndex: fs.existsSync(index) ? readJsonFile(index) : null,
     unet: path.dirname(need("unet/config.json")),
     vae: path.dirname(need("vae/config.json")),
     textEncoder: path.dirname(need("text_encoder/config.json")),
-    tokenizer: { vocab: need("tokenizer/vocab.json"), merges: need("tokenizer/merges.txt") },
+    tokenizer: { vocab: need("tokenizer/vocab.json"), merges: need("tokenizer/merges.txt"), config: fs.existsSync(tokConfig) ? tokConfig : null },
     schedulerConfig: readJsonFile(need("scheduler/scheduler_config.json")),
   };
 }
@@ -189,17 +190,26 @@ export function loadSingleFile(file: string, o: SingleFileOptions = {}): SingleF
 /** The diffusers release whose source the exported config and weights were checked against. */
 export const EXPORT_DIFFUSERS_VERSION = "0.40.0.dev0";
 
-/**
- * Save a UNet2DConditionModel (e.g. a distilled student) as a diffusers model folder: config.json and
- * diffusion_pytorch_model.safetensors (float32, torch layouts, diffusers' keys), which diffusers'
- * UNet2DConditionModel.from_pretrained opens. Tensors are read from the engine one at a time.
- */
-export function saveUNet2DConditionModel(net: UNet2DConditionModel, dir: string): void {
+/** A diffusers model folder: config.json and diffusion_pytorch_model.safetensors (float32, torch layouts, diffusers' keys). */
+function saveDiffusersModel<T>(net: Module, config: T, spec: ConfigSpec<T>, dir: string, label: string): void {
   fs.mkdirSync(dir, { recursive: true });
   const tensors = net.lazyStateDict();
-  const progress = bar("save UNet tensors", net, tensors.length);
+  const progress = bar(`save ${label} tensors`, net, tensors.length);
   const counted = tensors.map(([name, t]): [string, LazyTensor] => [name, { ...t, read: () => (progress?.tick(), t.read()) }]);
   writeSafetensorsLazy(path.join(dir, "diffusion_pytorch_model.safetensors"), counted, { format: "pt" });
   progress?.finish();
-  writeJsonFile(path.join(dir, "config.json"), configJson(net.config, UNET_SPEC, EXPORT_DIFFUSERS_VERSION));
+  writeJsonFile(path.join(dir, "config.json"), configJson(config, spec, EXPORT_DIFFUSERS_VERSION));
+}
+
+/**
+ * Save a UNet2DConditionModel (e.g. a distilled student) as a diffusers model folder that diffusers'
+ * UNet2DConditionModel.from_pretrained opens. Tensors are read from the engine one at a time.
+ */
+export function saveUNet2DConditionModel(net: UNet2DConditionModel, dir: string): void {
+  saveDiffusersModel(net, net.config, UNET_SPEC, dir, "UNet");
+}
+
+/** Save an AutoencoderKL as a diffusers model folder (AutoencoderKL.from_pretrained opens it). */
+export function saveAutoencoderKL(vae: AutoencoderKL, dir: string): void {
+  saveDiffusersModel(vae, vae.config, VAE_SPEC, dir, "VAE");
 }

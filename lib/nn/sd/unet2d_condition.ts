@@ -239,6 +239,17 @@ export class UNet2DConditionModel extends Module {
     ];
   }
 
+  /** The embedding [N, temb] every resnet receives: time_embedding(features of t) (and its activation, if any). */
+  timeEmbedding(timesteps: tf.Tensor1D | number, n: number, timestepCond?: tf.Tensor2D): tf.Tensor2D {
+    const c = this.config;
+    return tf.tidy(() => {
+      const t = typeof timesteps === "number" ? tf.fill([n], timesteps) : timesteps.shape[0] === 1 ? tf.tile(timesteps, [n]) : timesteps;
+      if (t.shape[0] !== n) throw new Error(`UNet2DConditionModel: ${t.shape[0]} timesteps for a batch of ${n}`);
+      const emb = this.time_embedding.forward(timestepFeatures(t as tf.Tensor1D, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift), timestepCond);
+      return (this.embedAct ? this.embedAct(emb) : emb) as tf.Tensor2D;
+    });
+  }
+
   /**
    * The predicted noise (or v, per the scheduler) for `sample` [N, H, W, in_channels] at `timesteps` (one per
    * image, or one for all), conditioned on `encoderHiddenStates` [N, L, cross_attention_dim] (CLIP's last hidden
@@ -255,10 +266,7 @@ export class UNet2DConditionModel extends Module {
     return tf.tidy(() => {
       // center_input_sample: x = 2 x - 1
       const x = c.center_input_sample ? (tf.sub(tf.mul(sample, 2), 1) as tf.Tensor4D) : sample;
-      const t = typeof timesteps === "number" ? tf.fill([n], timesteps) : timesteps.shape[0] === 1 ? tf.tile(timesteps, [n]) : timesteps;
-      if (t.shape[0] !== n) throw new Error(`UNet2DConditionModel.forward: ${t.shape[0]} timesteps for a batch of ${n}`);
-      let emb = this.time_embedding.forward(timestepFeatures(t as tf.Tensor1D, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift), timestepCond);
-      if (this.embedAct) emb = this.embedAct(emb) as tf.Tensor2D;
+      const emb = this.timeEmbedding(timesteps, n, timestepCond);
       const ctx = encoderHiddenStates;
 
       let h = this.conv_in.forward(x);

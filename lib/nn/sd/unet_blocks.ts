@@ -99,12 +99,20 @@ export class UNetUpBlock extends Module {
   /** `skips`: this block's skips in the order the encoder made them (the last one is used first). */
   forward(x: tf.Tensor4D, skips: tf.Tensor4D[], temb: tf.Tensor2D, context: tf.Tensor3D, upsampleSize?: [number, number]): tf.Tensor4D {
     return tf.tidy(() => {
+      let h = this.features(x, skips, temb, context);
+      for (const up of this.upsamplers) h = up.forward(h, upsampleSize);
+      return h;
+    });
+  }
+
+  /** The (resnet, attention) pairs at this block's resolution, before the upsampling. */
+  features(x: tf.Tensor4D, skips: tf.Tensor4D[], temb: tf.Tensor2D, context: tf.Tensor3D): tf.Tensor4D {
+    return tf.tidy(() => {
       let h = x;
       this.resnets.forEach((resnet, j) => {
         h = resnet.forward(tf.concat([h, skips[skips.length - 1 - j]], 3), temb);
         if (this.attentions.length) h = this.attentions[j].forward(h, context);
       });
-      for (const up of this.upsamplers) h = up.forward(h, upsampleSize);
       return h;
     });
   }
