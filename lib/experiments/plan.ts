@@ -41,33 +41,33 @@ function perLatentPixel(points: ReadonlyArray<readonly [sizePx: number, ms: numb
   return (s) => Math.max(0.1 * Math.min(m1, m2), m1 + b * (px(s) - px(s1)));
 }
 
-/** One optimisation step of one image under notebook 01's losses: the cpu-scale runs' ms/step (figures/01_summary.csv
- * at 256 px; at 128 px the first cpu run of notebook 05, one image per run, E-LatentLPIPS the mean of its 19
- * augmented variants). */
+/**
+ * One optimisation step of one image under notebook 01's losses, in ms, at 128 and 256 px: measured 2026-11-30 08:35
+ * UTC on the wasm SIMD kernels (load average 3-4.5, other sessions on the machine; wall ms, CPU time within 10% of it),
+ * a few steps of each after a warm-up step. Re-measure on a quiet machine (npm run bench:plan -- reconstruction).
+ */
 const STEP_MS: Record<LossKind, (sizePx: number) => number> = {
   "latent-mse": perLatentPixel([[256, 1.3]]),
-  lpips: perLatentPixel([[256, 2232.3]]),
-  "latent-lpips": perLatentPixel([[128, 66.3], [256, 152.8]]),
-  "e-latent-lpips": perLatentPixel([[128, 70.5], [256, 185.5]]),
+  lpips: perLatentPixel([[128, 570], [256, 2230]]),
+  "latent-lpips": perLatentPixel([[128, 40], [256, 100]]),
+  "e-latent-lpips": perLatentPixel([[128, 50], [256, 110]]),
 };
 
 export const COSTS = {
   reconstructionStepMs: STEP_MS,
   /**
-   * One evaluation of a latent (TAEF2 decode, PSNR, LatentLPIPS) in ms: notebook 01's cpu wall time (1,051 s) less
-   * its steps (figures/01_summary.csv) and fixed cost, over its 66 evaluations and 5 probes. Its growth with the
-   * image is bench:plan's: 977 ms at 128 px against 4,906 ms at 256 px (under load), about the pixel ratio.
+   * One evaluation of one latent (TAEF2 decode on the inference engine, PSNR, LatentLPIPS) in ms, measured with the
+   * step costs above: 128 ms at 128 px (1,228 ms for a batch of 12 rows, 102 ms a row), 450 ms at 256 px.
    */
-  reconstructionEvalMs: perLatentPixel([[256, 900]]),
+  reconstructionEvalMs: perLatentPixel([[128, 110], [256, 450]]),
   /**
    * What each further row of a batched reconstruction step (notebook 05: all photographs x seeds of a variant in one
    * batch) adds, as a fraction of a one-row step at the same size: a batch shares the per-op overhead, which
-   * dominates small latents. E-LatentLPIPS bg, 2026-11-30, CPU time per step (median of 8, interleaved; wall times
-   * under load average 17-19 scattered too much to use): 128 px batch 1 / 6 / 18 took 233 / 416 / 815 ms, 64 px
-   * batch 1 / 18 196 / 379 ms, i.e. 0.15 (128 px) and 0.055 (64 px) of the one-row step per further row; linear in
-   * latent pixels between them. Re-measure on a quiet machine (npm run bench:plan -- reconstruction).
+   * dominates small latents. E-LatentLPIPS bg at 128 px, measured with the step costs above: 12 rows 171-193 ms
+   * against 47-53 ms for one (0.24 per further row; 18 rows took 371-431 ms, more than linear); at 64 px the earlier
+   * engine gave 0.055, about the latent-pixel ratio.
    */
-  batchRowFraction: (sizePx: number) => Math.min(1, perLatentPixel([[64, 0.055], [128, 0.15]])(sizePx)),
+  batchRowFraction: (sizePx: number) => Math.min(1, perLatentPixel([[128, 0.24]])(sizePx)),
   /** Tiny convnet of notebook 00: ms per image and step at width 16 (figures/00_summary.csv: 115.3 ms at batch 32). */
   environmentImageStepMs: 115.3 / 32,
   // Notebook 02 at its cpu settings (16x16 stand-in teacher, batch 32, LPIPS at 32 px, FID-C10 of 500 samples
