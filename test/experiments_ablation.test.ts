@@ -88,7 +88,7 @@ test("findings are computed from the table: geometric above the spread, colour a
 });
 
 test("the Result: not tested before the cpu table exists; from a table, the ensemble's paired gain decides", () => {
-  assert.deepEqual(claims(undefined).map((c) => c.verdict), ["not tested", "not tested"]);
+  assert.deepEqual(claims(null).map((c) => c.verdict), ["not tested", "not tested"]);
   const [ensemble, which] = claims(syntheticPairs());
   assert.equal(ensemble.verdict, "held");
   assert.match(ensemble.ours, /^bg - none = \+4\.50 dB \[\+\d\.\d\d, \+\d\.\d\d\] \(mean, 95% interval over 3 photographs x 3 seeds/);

@@ -182,12 +182,12 @@ export function resultImages(r: AblationResult): { images: HostTensor; captions:
 export const PAPER_REGRESSION_FID = { latentLpips: 67.17, eLatentLpips: 22.95 };
 
 /** The committed cpu-scale table of every pair, or undefined before notebook 05 has run at cpu scale. */
-export function committedPairs(): Row[] | undefined {
-  return committedTableIfAny("05_pairs");
+export function committedPairs(): Row[] | null {
+  return committedTableIfAny("05_pairs") ?? null;
 }
 
 /** The paper's claims of notebook 05 against the committed cpu-scale pairs (figures/05_pairs.csv). */
-export function claims(rows: Row[] | undefined = committedPairs()): Claim[] {
+export function claims(rows: Row[] | null = committedPairs()): Claim[] {
   const paperEnsemble = `regression-loss ablation, FID (SD-CFG-3): LatentLPIPS ${PAPER_REGRESSION_FID.latentLpips}, E-LatentLPIPS ${PAPER_REGRESSION_FID.eLatentLpips}`;
   const paperWhich = `no per-augmentation numbers; released default ${RELEASED_PRESET}, distillation preset not given`;
   const ensemble = `the augmentation ensemble is what makes LatentLPIPS work as a loss (here: ${RELEASED_PRESET} above none beyond the spread)`;

@@ -42,32 +42,35 @@ function perLatentPixel(points: ReadonlyArray<readonly [sizePx: number, ms: numb
 }
 
 /**
- * One optimisation step of one image under notebook 01's losses, in ms, at 128 and 256 px: measured 2026-11-30 08:35
- * UTC on the wasm SIMD kernels (load average 3-4.5, other sessions on the machine; wall ms, CPU time within 10% of it),
- * a few steps of each after a warm-up step. Re-measure on a quiet machine (npm run bench:plan -- reconstruction).
+ * One optimisation step of one image under notebook 01's losses, in ms: at 128 px the cpu run of notebook 01
+ * (figures/01_summary.csv, 2026-11-30 09:18-09:28 UTC, wasm SIMD kernels, load average about 2); at 256 px a few
+ * steps of each after a warm-up step (08:35 UTC, load average 3-4.5, so probably high). Re-measure on a quiet
+ * machine (npm run bench:plan -- reconstruction).
  */
 const STEP_MS: Record<LossKind, (sizePx: number) => number> = {
-  "latent-mse": perLatentPixel([[256, 1.3]]),
-  lpips: perLatentPixel([[128, 570], [256, 2230]]),
-  "latent-lpips": perLatentPixel([[128, 40], [256, 100]]),
-  "e-latent-lpips": perLatentPixel([[128, 50], [256, 110]]),
+  "latent-mse": perLatentPixel([[128, 0.5]]),
+  lpips: perLatentPixel([[128, 314.8], [256, 2230]]),
+  "latent-lpips": perLatentPixel([[128, 17.2], [256, 100]]),
+  "e-latent-lpips": perLatentPixel([[128, 25.9], [256, 110]]),
 };
 
 export const COSTS = {
   reconstructionStepMs: STEP_MS,
   /**
    * One evaluation of one latent (TAEF2 decode on the inference engine, PSNR, LatentLPIPS) in ms, measured with the
-   * step costs above: 128 ms at 128 px (1,228 ms for a batch of 12 rows, 102 ms a row), 450 ms at 256 px.
+   * 256 px step costs: 128 ms at 128 px (1,228 ms for a batch of 12 rows, 102 ms a row), 450 ms at 256 px.
    */
   reconstructionEvalMs: perLatentPixel([[128, 110], [256, 450]]),
   /**
    * What each further row of a batched reconstruction step (notebook 05: all photographs x seeds of a variant in one
-   * batch) adds, as a fraction of a one-row step at the same size: a batch shares the per-op overhead, which
-   * dominates small latents. E-LatentLPIPS bg at 128 px, measured with the step costs above: 12 rows 171-193 ms
-   * against 47-53 ms for one (0.24 per further row; 18 rows took 371-431 ms, more than linear); at 64 px the earlier
-   * engine gave 0.055, about the latent-pixel ratio.
+   * batch) adds, as a fraction of a one-row step at the same size. Notebook 05's cpu run (2026-11-30 08:41-09:18 UTC,
+   * load average 4-5) took 165 ms per 12-row LatentLPIPS step and 97-227 ms (mean 175) per E-LatentLPIPS one against
+   * 17.2 and 25.9 ms for one row in notebook 01's quieter run: 0.56 per further row, which reproduces 05's 2,235 s.
+   * Some of it is the difference in load: a side-by-side measurement at 08:35 (load 3-4.5) gave 171-193 ms for 12
+   * rows against 47-53 ms for one (0.24). Proportional to latent pixels at other sizes (the earlier engine gave
+   * 0.055 at 64 px).
    */
-  batchRowFraction: (sizePx: number) => Math.min(1, perLatentPixel([[128, 0.24]])(sizePx)),
+  batchRowFraction: (sizePx: number) => Math.min(1, perLatentPixel([[128, 0.56]])(sizePx)),
   /** Tiny convnet of notebook 00: ms per image and step at width 16 (figures/00_summary.csv: 115.3 ms at batch 32). */
   environmentImageStepMs: 115.3 / 32,
   // Notebook 02 at its cpu settings (16x16 stand-in teacher, batch 32, LPIPS at 32 px, FID-C10 of 500 samples
