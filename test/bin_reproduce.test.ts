@@ -35,7 +35,7 @@ test("notebooks are chosen by name; a filter that matches none lists them", () =
 test("the plan names every notebook with its estimate and a total; a stop names the command that resumes", () => {
   const lines = planLines(["00_environment.ipynb", "01_latent_lpips_reconstruction.ipynb", "zz_new.ipynb"], "cpu");
   assert.match(lines[0], /^  00_environment +~[\d.]+s  tiny convnet: 300 steps, batch 32$/);
-  assert.match(lines[1], /^  01_latent_lpips_reconstruction +~\d+m\d\ds  4 losses x 1500 steps \+ 1 loss x 80 steps at 256 px/);
+  assert.match(lines[1], /^  01_latent_lpips_reconstruction +~\d+m\d\ds  5 losses x 1500 steps at 128 px/);
   assert.match(lines[2], /zz_new +\?  \(no estimate/);
   assert.match(lines[3], /^  total +~\d+m\d\ds  \(\+ 1 without an estimate\)$/);
   assert.deepEqual([formatDuration(42.44), formatDuration(185), formatDuration(3725)], ["42.4s", "3m05s", "1h02m"]);

@@ -59,13 +59,13 @@ test("run() at smoke scale: finite curves for every loss, no tensors left behind
     const name = x.spec.label;
     assert.equal(x.losses.length, config.steps, `${name}: one loss per step`);
     finite(x.losses, `${name} loss`);
-    finite(x.psnr, `${name} PSNR`);
-    finite(x.latentLpips, `${name} LatentLPIPS`);
+    finite(x.psnr.flat(), `${name} PSNR`);
+    finite(x.latentLpips.flat(), `${name} LatentLPIPS`);
     assert.deepEqual(x.evalSteps, [0, 3, 6], `${name}: evaluated at the start, every evalEvery steps and at the end`);
-    assert.ok(Number.isFinite(x.finalLpips) && x.msPerStep > 0, name);
+    assert.ok(x.finalLpips.length === 1 && Number.isFinite(x.finalLpips[0]) && x.msPerStep > 0, name);
     assert.deepEqual(x.decoded.shape, [1, config.size, config.size, 3]);
     // the first evaluation is the shared starting noise, so every run begins at the same PSNR
-    assert.equal(x.psnr[0], r.runs[0].psnr[0], `${name} starts from the same noise latent`);
+    assert.equal(x.psnr[0][0], r.runs[0].psnr[0][0], `${name} starts from the same noise latent`);
     assert.equal(x.draws.length, x.spec.kind === "e-latent-lpips" ? config.steps : 0, `${name}: one augmentation draw per step`);
   }
   // a rerun of the finished notebook reads every run back and only decodes the final latents again
@@ -84,7 +84,7 @@ test("a stopped optimisation keeps its checkpoint and resumes to the same result
   const config = { ...reconstructionConfig("smoke"), steps: 4, evalEvery: 2, ckptEvery: 3 };
   const codec = await taef2Codec();
   const nets = randomNets();
-  const target = await loadTarget(config.image, config.size, codec);
+  const target = await loadTarget(config.images, config.seeds, config.size, codec);
   const ctx: OptimiseContext = { codec, nets, target, ...config };
   const spec = variantLoss("bgc", ["bgc"]);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "d2g-unit-"));
@@ -114,7 +114,7 @@ test("E-LatentLPIPS draws a different augmentation every step, the same sequence
   const config = { ...reconstructionConfig("smoke"), steps: 4, evalEvery: 4 };
   const codec = await taef2Codec();
   const nets = randomNets();
-  const target = await loadTarget(config.image, config.size, codec);
+  const target = await loadTarget(config.images, config.seeds, config.size, codec);
   const ctx: OptimiseContext = { codec, nets, target, ...config };
   const spec = variantLoss("bgc", ["bgc"]);
   const a = await optimiseLatent(ctx, spec);
@@ -129,10 +129,34 @@ test("E-LatentLPIPS draws a different augmentation every step, the same sequence
 
   // one step's tensors are all released: the live count after every step is the same
   assert.ok(a.tensors.every((n) => n === a.tensors[0]), `live tensors per step: ${a.tensors.join(", ")}`);
-  const other = await optimiseLatent({ ...ctx, seed: ctx.seed + 7 }, spec);
+  const other = await optimiseLatent({ ...ctx, target: { ...target, rows: target.rows.map((r) => ({ ...r, seed: r.seed + 7 })) } }, spec);
   assert.notDeepEqual(other.draws[0], a.draws[0], "another seed draws other augmentations");
 
   disposeTarget(target);
+  codec.dispose();
+  disposeNets(nets);
+});
+
+test("rows of a batch are independent problems: each ends where it would alone, whatever shares its batch", async () => {
+  const config = { ...reconstructionConfig("smoke"), steps: 3, evalEvery: 3 };
+  const codec = await taef2Codec();
+  const nets = randomNets();
+  const spec = variantLoss("bg", ["bg"]);
+  const images = [config.images[0], "images/kodak/kodim04.png"];
+  const batch = await loadTarget(images, [0, 5], config.size, codec);
+  assert.deepEqual(batch.rows.map((r) => `${r.image.split("/").pop()}/${r.seed}`), ["astronaut.png/0", "astronaut.png/5", "kodim04.png/0", "kodim04.png/5"]);
+  const together = await optimiseLatent({ codec, nets, target: batch, ...config }, spec);
+  assert.equal(together.psnr.length, 4);
+  assert.equal(together.draws[0].scale!.length, 4, "one draw per row");
+  for (const [k, row] of batch.rows.entries()) {
+    const alone = await loadTarget([row.image], [row.seed], config.size, codec);
+    const r = await optimiseLatent({ codec, nets, target: alone, ...config }, spec);
+    for (const [i, v] of r.psnr[0].entries()) assert.ok(Math.abs(v - together.psnr[k][i]) < 0.01, `row ${k} eval ${i}: alone ${v} dB, in the batch ${together.psnr[k][i]} dB`);
+    assert.deepEqual(r.draws.map((d) => d.scale), together.draws.map((d) => [d.scale![k]]), `row ${k} draws what it draws alone`);
+    disposeTarget(alone);
+  }
+  assert.notEqual(together.psnr[0][0], together.psnr[1][0], "another seed starts from another latent");
+  disposeTarget(batch);
   codec.dispose();
   disposeNets(nets);
 });

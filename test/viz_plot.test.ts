@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import sharp from "sharp";
-import { closeFigures, LINE_STYLES, lineFigure, panelFigure, saveFigure } from "../lib/viz/plot";
+import { closeFigures, intervalFigure, LINE_STYLES, lineFigure, panelFigure, saveFigure } from "../lib/viz/plot";
 
 // Needs Debian's chromium (npm run setup); without it these tests fail with that instruction, they never skip.
 
@@ -77,4 +77,31 @@ test("small multiples: each panel its own axes, a legend per panel with several 
   assert.ok(layout.legend && !layout.legend2, "only the panel with two curves has a legend");
   assert.deepEqual(layout.yaxis.range, layout.yaxis2.range);
   assert.ok(layout.xaxis.domain![1] < layout.xaxis2.domain![0], "panels do not overlap");
+});
+
+test("a band is drawn under its curve in the curve's colour, off the legend, and counts for a shared y range", () => {
+  const panels = [
+    { title: "a", series: [{ name: "m", y: [1, 2], band: { lo: [0.5, 1.5], hi: [1.5, 9] } }, { name: "n", y: [2, 3] }] },
+    { title: "b", series: [{ name: "z", y: [2, 2] }] },
+  ];
+  const fig = panelFigure("t", panels, { x: "step", y: "v", columns: 2, sharedY: true });
+  const [lo, hi, line] = fig.data;
+  assert.deepEqual([lo.y, hi.y, line.y], [[0.5, 1.5], [1.5, 9], [1, 2]]);
+  assert.equal(hi.fill, "tonexty");
+  assert.equal(hi.fillcolor, "rgba(31,119,180,0.15)", "the band is the first style's colour, translucent");
+  assert.deepEqual([lo.showlegend, hi.showlegend, line.showlegend], [false, false, true]);
+  const range = (fig.layout as Record<string, { range: number[] }>).yaxis.range;
+  assert.ok(range[1] >= 9, `the band's top is inside the shared range ${range}`);
+});
+
+test("an interval plot: a dot and an asymmetric bar per label, top to bottom in the given order, a zero line per panel", async () => {
+  const items = [{ label: "bg", mean: 2, lo: 1, hi: 4 }, { label: "c", mean: -0.5, lo: -1, hi: 0.5 }];
+  const fig = intervalFigure("differences", [{ title: "vs none", items }, { title: "vs bg", items: items.slice(1) }], { x: "dB" });
+  const err = fig.data[0].error_x as { array: number[]; arrayminus: number[] };
+  assert.deepEqual([fig.data[0].x, fig.data[0].y, err.array, err.arrayminus], [[2, -0.5], ["bg", "c"], [2, 1], [1, 0.5]]);
+  const layout = fig.layout as Record<string, unknown>;
+  assert.deepEqual((layout.yaxis as { categoryarray: string[] }).categoryarray, ["c", "bg"], "plotly draws categories bottom-up");
+  assert.equal((layout.shapes as unknown[]).length, 2);
+  const saved = await saveFigure("intervals", fig, { dir, width: 400, height: 200, scale: 1 });
+  assert.ok((await sharp(saved.png).stats()).channels[0].stdev > 5, "renders");
 });

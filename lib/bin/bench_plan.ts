@@ -5,7 +5,8 @@
 //                   consistency-distillation step, one FID evaluation, the reference features
 //   reconstruction  notebooks 01 and 05: one evaluation of a latent (TAEF2 decode, PSNR, LatentLPIPS) at 128 and
 //                   256 px (their step costs are the ms/step the notebooks report; a LatentLPIPS step is timed
-//                   too, to compare with those)
+//                   too, to compare with those); a pixel-LPIPS step against an E-LatentLPIPS one at 256 px (notebook
+//                   01); an E-LatentLPIPS step on batches of 1, 6 and 18 photographs x seeds at notebook 05's size
 // A few steps of each, in a temporary folder; about five minutes on two cores. Both sections by default.
 import * as fs from "fs";
 import * as os from "os";
@@ -23,7 +24,8 @@ import { evaluate, ImageDataset } from "../metrics/evaluate";
 import { loadStandinLpips } from "../perceptual/standins";
 import { CONFIGS } from "../experiments/cifar10_convergence";
 import { cifarLabelled, classCycledSamples, loadCifarTeacher, teacherSamples } from "../experiments/cifar10_teacher";
-import { optimiseLatent } from "../experiments/latent_optimisation";
+import { ABLATION_IMAGES, ablationConfig } from "../experiments/augmentation_ablation";
+import { LossSpec, optimiseLatent, OptimiseContext } from "../experiments/latent_optimisation";
 import { reconstructionConfig, withTarget } from "../experiments/reconstruction";
 import { noiseProbes } from "../experiments/reconstruction_eval";
 
@@ -50,10 +52,44 @@ async function reconstruction(): Promise<string[]> {
       // a LatentLPIPS step too: set against the notebooks' own ms/step it tells how loaded the machine was
       const steps = await optimiseLatent({ ...ctx, steps: 6, evalEvery: 100 }, { kind: "latent-lpips", label: "bench" });
       lines.push(`  latent evaluation at ${size} px: ${((1000 * (tRun - tProbe)) / 4).toFixed(0)} ms; LatentLPIPS step ${steps.msPerStep.toFixed(1)} ms`);
+      if (size === 256) {
+        const [pixel, ens] = [await stepMs(ctx, { kind: "lpips", label: "bench" }, 3), await stepMs(ctx, { kind: "e-latent-lpips", label: "bench", augment: "bg" }, 6)];
+        lines.push(`  at 256 px: pixel-LPIPS step ${ms(pixel)}, E-LatentLPIPS (bg) step ${ms(ens)} (${(pixel.wall / ens.wall).toFixed(1)}x wall, ${(pixel.cpu / ens.cpu).toFixed(1)}x CPU)`);
+      }
     });
   }
+  // notebook 05: every (photograph, seed) of a variant in one batch
+  const cpu = ablationConfig("cpu");
+  const batches: Array<[string[], number[]]> = [[ABLATION_IMAGES.slice(0, 1), [0]], [ABLATION_IMAGES, [0]], [ABLATION_IMAGES, [0, 1, 2]]];
+  const perBatch: string[] = [];
+  for (const [images, seeds] of batches) {
+    await withTarget({ ...cpu, images, seeds }, undefined, async (ctx) => {
+      perBatch.push(`${images.length * seeds.length} rows ${ms(await stepMs(ctx, { kind: "e-latent-lpips", label: "bench", augment: "bg" }, 6))}`);
+    });
+  }
+  lines.push(`  E-LatentLPIPS (bg) step at ${cpu.size} px by batch: ${perBatch.join(", ")}`);
   return lines;
 }
+
+/**
+ * One optimisation step: the mean wall ms of `steps` steps after a one-step run that compiles the kernels and builds
+ * the resampling plans, and the CPU ms per step (the difference of the two runs' CPU time over the extra steps),
+ * which a loaded machine distorts far less than wall time.
+ */
+async function stepMs(ctx: OptimiseContext, spec: LossSpec, steps: number): Promise<{ wall: number; cpu: number }> {
+  const settings = { ...ctx, evalEvery: 1000 };
+  const cpuOf = async (n: number) => {
+    const c = process.cpuUsage();
+    const r = await optimiseLatent({ ...settings, steps: n }, spec);
+    const d = process.cpuUsage(c);
+    return { run: r, cpu: (d.user + d.system) / 1000 };
+  };
+  const one = await cpuOf(1);
+  const many = await cpuOf(steps + 1);
+  return { wall: many.run.msPerStep, cpu: (many.cpu - one.cpu) / steps };
+}
+
+const ms = (t: { wall: number; cpu: number }) => `${t.wall.toFixed(0)} ms (CPU ${t.cpu.toFixed(0)} ms)`;
 
 async function cifar(): Promise<string[]> {
   const cfg = CONFIGS.cpu;

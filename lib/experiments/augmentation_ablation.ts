@@ -1,36 +1,46 @@
+import * as path from "path";
 import { runDir } from "../core/paths";
 import { HostTensor } from "../io/host_tensor";
-import { AUGMENT_OPS, AUGMENT_PRESETS, resolveOps } from "../perceptual/augment";
-import { Figure, Panel, panelFigure, Series } from "../viz/plot";
+import { resolveOps } from "../perceptual/augment";
+import { Figure, Interval, intervalFigure, Panel, panelFigure, Series } from "../viz/plot";
 import { Row } from "../viz/table";
-import { Claim, committedTable, numberIn } from "./claims";
+import { avg, findings, formatDifference, groupBy, NO_AUGMENTATION, PairedDifference, pairedDifference, releasedOps, sdOf, side, variantStats, VariantStats, variantWithOps } from "./ablation_stats";
+import { Claim, committedTableIfAny, numberIn } from "./claims";
 import { LossRun, LossSpec } from "./latent_optimisation";
-import { optimiseEach, reconstructionConfig, RELEASED_PRESET, targetReport, TargetConfig, TargetReport, withTarget } from "./reconstruction";
+import { ASTRONAUT, optimiseEach, reconstructionConfig, RELEASED_PRESET, targetReport, TargetConfig, TargetReport, withTarget } from "./reconstruction";
 import { PerceptualNets } from "./reconstruction_eval";
 import { subtitle } from "./reconstruction_report";
 import { byScale, currentScale, Scale } from "./scale";
 
-// Notebook 05: which augmentations make E-LatentLPIPS work? The single-image reconstruction of notebook 01
-// (lib/experiments/reconstruction.ts), repeated with the ensemble's augmentation drawn from each preset of
-// elatentlpips (b, g, c, o and their combinations) and from each op alone; "none" is plain LatentLPIPS. Every
-// variant is a resumable unit under runs/<scale>/augmentation_ablation/.
+// Notebook 05: which augmentations make E-LatentLPIPS work? The latent reconstruction of notebook 01
+// (lib/experiments/reconstruction.ts) on several photographs from several seeds, once per augmentation variant
+// (presets of elatentlpips; "none" is plain LatentLPIPS). All (photograph, seed) problems of a variant run as one
+// batch, a resumable unit under runs/<scale>/augmentation_ablation/. Every variant sees the same problems from the
+// same start latents, so variants are compared pair by pair (lib/experiments/ablation_stats.ts). The committed
+// cpu-scale table of every pair (figures/05_pairs.csv) is what the statistics, the findings and the Result read.
 
 /** Variant name -> ops or presets (lib/perceptual/augment.ts); an empty list is plain LatentLPIPS. */
 export type Variants = Record<string, readonly string[]>;
 
-/** The reconstruction settings, minus the losses, which the variants replace. */
 export type AblationConfig = TargetConfig;
 
-function withoutLosses(c: ReturnType<typeof reconstructionConfig>): AblationConfig {
-  const { losses, ...rest } = c;
+/** The astronaut of notebook 01 and five Kodak photographs of different content: facades, a landscape with water,
+ * parrots, a face, an aeroplane on sky (the cpu scale takes the first four). */
+export const ABLATION_IMAGES = [ASTRONAUT, ...["08", "13", "23", "04", "20"].map((k) => `images/kodak/kodim${k}.png`)];
+
+function shared(scale: Scale): TargetConfig {
+  const { losses, probeSigmas, ...rest } = reconstructionConfig(scale);
   return rest;
 }
 
 export const ABLATION_CONFIGS: Record<Scale, AblationConfig> = {
-  smoke: { ...withoutLosses(reconstructionConfig("smoke")), steps: 3 },
-  // 19 variants: the notebook takes about 19 x steps x (notebook 01's E-LatentLPIPS ms/step at this size)
-  cpu: { ...withoutLosses(reconstructionConfig("cpu")), size: 128, steps: 1000 },
-  paper: withoutLosses(reconstructionConfig("paper")),
+  smoke: { ...shared("smoke"), images: [ASTRONAUT, ABLATION_IMAGES[1]], seeds: [0, 1], steps: 3 },
+  // 4 photographs x 3 seeds = 12 problems per variant, one batch; a fixed budget of 1,500 steps with the learning
+  // rate annealed to zero, notebook 01's size and schedule. Sized to the 2-core machine: a 12-row E-LatentLPIPS
+  // step at 128 px took ~0.19 s (18 rows: ~0.4 s), so 8 variants x 1,500 steps take about 40 minutes; 6
+  // photographs or 2,000 steps would double or add a third. lib/experiments/plan.ts gives the time.
+  cpu: { ...shared("cpu"), images: ABLATION_IMAGES.slice(0, 4), seeds: [0, 1, 2], size: 128, steps: 1500, evalEvery: 100, ckptEvery: 50 },
+  paper: { ...shared("paper"), images: ABLATION_IMAGES, seeds: [0, 1, 2] },
 };
 
 export function ablationConfig(scale: Scale = currentScale()): AblationConfig {
@@ -47,12 +57,13 @@ export function variantLoss(name: string, ops: readonly string[]): LossSpec {
 export interface AblationResult extends TargetReport {
   config: AblationConfig;
   variants: Variants;
+  /** One run per variant, each over every (photograph, seed) row of the target. */
   runs: LossRun[];
 }
 
 /**
- * Every variant from the same noise latent with the same step budget. `nets` defaults to the stand-ins; `base` is
- * where the runs keep their checkpoints.
+ * Every variant on every (photograph, seed) problem, the same start latents for all. `nets` defaults to the
+ * stand-ins; `base` is where the runs keep their checkpoints.
  */
 export async function run(variants: Variants, config: AblationConfig = ablationConfig(), nets?: PerceptualNets, base = runDir(currentScale(), "augmentation_ablation")): Promise<AblationResult> {
   const specs = Object.entries(variants).map(([name, ops]) => variantLoss(name, ops));
@@ -64,74 +75,104 @@ export async function run(variants: Variants, config: AblationConfig = ablationC
 }
 
 function opsText(spec: LossSpec): string {
-  return spec.augment === undefined ? "(none: LatentLPIPS)" : resolveOps(spec.augment).join("+");
+  return spec.augment === undefined ? NO_AUGMENTATION : resolveOps(spec.augment).join("+");
 }
 
-/** Every evaluation of every variant: variant, ops, step, PSNR, LatentLPIPS (figures/05_curves.csv). */
-export function curveRows(r: AblationResult): Row[] {
-  return r.runs.flatMap((x) => x.evalSteps.map((step, i) => ({ variant: x.spec.label, ops: opsText(x.spec), step, "PSNR (dB)": x.psnr[i], LatentLPIPS: x.latentLpips[i] })));
-}
-
-const SINGLE_OP_GROUPS: Array<{ title: string; ops: readonly string[] }> = [
-  { title: "single ops of b and g (blit, geometric)", ops: [...AUGMENT_PRESETS.b, ...AUGMENT_PRESETS.g] },
-  { title: "single ops of c (colour)", ops: AUGMENT_PRESETS.c },
-];
+/** "images/kodak/kodim04.png" -> "kodim04". */
+const imageName = (file: string) => path.basename(file).replace(/\.[^.]+$/, "");
+const last = (xs: number[]) => xs[xs.length - 1];
 
 /**
- * PSNR over the optimisation in three panels (presets and combinations; single blit and geometric ops; single
- * colour ops), each with plain LatentLPIPS ("none", black) as its reference and at most ten other curves, each in
- * its own colour and dash. Drawn from curve rows, so figures/05_curves.csv re-renders it.
+ * One row per variant and (photograph, seed): the final PSNR, LatentLPIPS and pixel LPIPS, and the variant's time
+ * per step of its whole batch (figures/05_pairs.csv: what the statistics and the Result read).
  */
-export function ablationFigure(rows: Row[], sub: string): Figure {
-  const byVariant = new Map<string, { ops: string; x: number[]; y: number[] }>();
-  for (const row of rows) {
-    const name = String(row.variant);
-    let v = byVariant.get(name);
-    if (!v) byVariant.set(name, (v = { ops: String(row.ops), x: [], y: [] }));
-    v.x.push(Number(row.step));
-    v.y.push(Number(row["PSNR (dB)"]));
-  }
-  const isOp = (s: string) => (AUGMENT_OPS as readonly string[]).includes(s);
-  const none: Series[] = [];
-  const groups: Series[][] = [[], ...SINGLE_OP_GROUPS.map(() => [])];
-  for (const [name, v] of byVariant) {
-    if (!isOp(v.ops.split("+")[0])) {
-      none.push({ name, x: v.x, y: v.y, style: { color: "#000000", dash: "solid", width: 3 } });
-      continue;
-    }
-    const single = v.ops.includes("+") ? -1 : SINGLE_OP_GROUPS.findIndex((g) => g.ops.includes(v.ops));
-    groups[single + 1].push({ name, x: v.x, y: v.y });
-  }
-  const titles = ["presets and combinations", ...SINGLE_OP_GROUPS.map((g) => g.title)];
-  const panels: Panel[] = groups.flatMap((series, k) => (series.length ? [{ title: titles[k], series: [...series, ...none] }] : []));
-  return panelFigure("Reconstruction PSNR by E-LatentLPIPS augmentation", panels, { x: "Adam step", y: "PSNR of decode(z) (dB, higher is better)", columns: 3, sharedY: true, subtitle: sub });
+export function pairRows(r: AblationResult): Row[] {
+  return r.runs.flatMap((x) =>
+    r.rows.map((row, k) => ({
+      variant: x.spec.label,
+      ops: opsText(x.spec),
+      image: imageName(row.image),
+      seed: row.seed,
+      steps: x.steps,
+      "PSNR (dB)": last(x.psnr[k]),
+      LatentLPIPS: last(x.latentLpips[k]),
+      LPIPS: x.finalLpips[k],
+      "batch ms/step": Math.round(x.msPerStep * 10) / 10,
+    })),
+  );
 }
 
-/** The decoded target, then each variant's result, with captions and a title. */
-export function resultImages(r: AblationResult): { images: HostTensor; captions: string[]; title: string } {
-  const per = r.target.data.length;
-  const parts = [r.target, ...r.runs.map((x) => x.decoded)];
+/** Every evaluation of every variant and problem (figures/05_curves.csv). */
+export function curveRows(r: AblationResult): Row[] {
+  return r.runs.flatMap((x) =>
+    r.rows.flatMap((row, k) =>
+      x.evalSteps.map((step, i) => ({ variant: x.spec.label, ops: opsText(x.spec), image: imageName(row.image), seed: row.seed, step, "PSNR (dB)": x.psnr[k][i], LatentLPIPS: x.latentLpips[k][i] })),
+    ),
+  );
+}
+
+// ---- figures ----
+
+/**
+ * PSNR over the optimisation per variant: the mean over photographs and seeds, with a band of +-1 standard
+ * deviation over seeds of the mean over photographs (the run-to-run noise of the curve). Two panels: plain
+ * LatentLPIPS with the single families (b, g, c, o), and with the released preset and what adds to it. Drawn from
+ * curve rows, so figures/05_curves.csv re-renders it.
+ */
+export function ablationFigure(rows: Row[], sub: string): Figure {
+  const curves = [...groupBy(rows, (r) => String(r.variant)).entries()].map(([name, mine]) => {
+    const ops = String(mine[0].ops);
+    const bySteps = [...groupBy(mine, (r) => String(r.step)).values()];
+    const x = bySteps.map((g) => Number(g[0].step));
+    const seedMeans = bySteps.map((g) => [...groupBy(g, (r) => String(r.seed)).values()].map((xs) => avg(xs.map((r) => Number(r["PSNR (dB)"])))));
+    const y = seedMeans.map(avg);
+    const sd = seedMeans.map((m) => (m.length < 2 ? 0 : sdOf(m)));
+    return { ops, series: { name, x, y, band: { lo: y.map((v, i) => v - sd[i]), hi: y.map((v, i) => v + sd[i]) } } as Series };
+  });
+  const none = curves.filter((c) => c.ops === NO_AUGMENTATION).map((c) => ({ ...c.series, style: { color: "#000000", dash: "solid", width: 3 } }));
+  const base = releasedOps().split("+");
+  const isCombination = (ops: string) => base.every((o) => ops.split("+").includes(o));
+  const panels: Panel[] = [
+    { title: "single families (b blit, g geometric, c colour, o cutout)", series: [...curves.filter((c) => c.ops !== NO_AUGMENTATION && !isCombination(c.ops)).map((c) => c.series), ...none] },
+    { title: `${RELEASED_PRESET} and what adds to it`, series: [...curves.filter((c) => c.ops !== NO_AUGMENTATION && isCombination(c.ops)).map((c) => c.series), ...none] },
+  ].filter((p) => p.series.length > none.length);
+  return panelFigure("Reconstruction PSNR by E-LatentLPIPS augmentation (mean over photographs and seeds, band: +-1 sd over seeds)", panels, {
+    x: "Adam step", y: "PSNR of decode(z) (dB, higher is better)", columns: 2, sharedY: true, subtitle: sub,
+  });
+}
+
+/** The paired differences against none and against the released preset, each with its 95% interval. */
+export function pairedFigure(stats: VariantStats[], sub: string): Figure {
+  const items = (pick: (s: VariantStats) => PairedDifference | undefined): Interval[] =>
+    stats.flatMap((s) => {
+      const d = pick(s);
+      return d ? [{ label: s.variant, mean: d.diff.mean, lo: Number.isFinite(d.diff.lo) ? d.diff.lo : d.diff.mean, hi: Number.isFinite(d.diff.hi) ? d.diff.hi : d.diff.mean }] : [];
+    });
+  return intervalFigure("Paired PSNR differences (same photograph and seed), mean and 95% interval over photographs", [
+    { title: "against none (plain LatentLPIPS)", items: items((s) => s.vsNone) },
+    { title: `against ${RELEASED_PRESET} (the released preset)`, items: items((s) => s.vsReleased) },
+  ], { x: "PSNR difference (dB)", subtitle: sub });
+}
+
+/** For each photograph (its first seed): the decoded target, then every variant's result, with captions. */
+export function resultImages(r: AblationResult): { images: HostTensor; captions: string[]; title: string; cols: number } {
+  const per = r.target.data.length / r.rows.length;
+  const firstSeed = r.rows.flatMap((row, k) => (row.seed === r.rows[0].seed ? [k] : []));
+  const parts: Array<{ src: HostTensor; row: number; caption: string }> = firstSeed.flatMap((k) => [
+    { src: r.target, row: k, caption: `${imageName(r.rows[k].image)} target` },
+    ...r.runs.map((x) => ({ src: x.decoded, row: k, caption: `${x.spec.label} ${last(x.psnr[k]).toFixed(1)} dB` })),
+  ]);
   const data = new Float32Array(parts.length * per);
-  parts.forEach((p, i) => data.set(p.data as Float32Array, i * per));
+  parts.forEach((p, i) => data.set((p.src.data as Float32Array).subarray(p.row * per, (p.row + 1) * per), i * per));
   return {
     images: { dtype: "float32", shape: [parts.length, ...r.target.shape.slice(1)], data },
-    captions: ["target", ...r.runs.map((x) => `${x.spec.label} ${x.psnr[x.psnr.length - 1].toFixed(1)} dB`)],
-    title: `Reconstruction by augmentation variant after ${r.config.steps} steps, decoded (${subtitle(r)})`,
+    captions: parts.map((p) => p.caption),
+    title: `Reconstructions after ${r.config.steps.toLocaleString("en")} steps, seed ${r.rows[0].seed}, decoded (${subtitle(r)})`,
+    cols: r.runs.length + 1,
   };
 }
 
-/** One row per variant, in the order given. */
-export function summaryRows(r: AblationResult): Row[] {
-  return r.runs.map((x) => ({
-    variant: x.spec.label,
-    ops: opsText(x.spec),
-    steps: x.steps,
-    "PSNR (dB)": x.psnr[x.psnr.length - 1],
-    "final LatentLPIPS": x.latentLpips[x.latentLpips.length - 1],
-    "final LPIPS": x.finalLpips,
-    "ms/step": Math.round(x.msPerStep * 10) / 10,
-  }));
-}
+// ---- the Result section ----
 
 /**
  * PAPER.md "Pieces": the regression-loss ablation of the paper (SD-CFG-3, 20k iterations, FID): plain LatentLPIPS
@@ -140,39 +181,46 @@ export function summaryRows(r: AblationResult): Row[] {
  */
 export const PAPER_REGRESSION_FID = { latentLpips: 67.17, eLatentLpips: 22.95 };
 
-/** How much higher a PSNR must be to count as better. */
-export const BETTER_DB = 1;
+/** The committed cpu-scale table of every pair, or undefined before notebook 05 has run at cpu scale. */
+export function committedPairs(): Row[] | null {
+  return committedTableIfAny("05_pairs") ?? null;
+}
 
-/** The paper's claims of notebook 05 against the committed cpu-scale summary (figures/05_summary.csv). */
-export function claims(): Claim[] {
-  const table = "05_summary";
-  const rows = committedTable(table, "05_augmentation_ablation");
-  const psnr = (r: Row) => numberIn(r, "PSNR (dB)", table);
-  const find = (name: string) => {
-    const r = rows.find((x) => x.variant === name);
-    if (!r) throw new Error(`figures/${table}.csv: no row for variant "${name}"`);
-    return r;
-  };
-  const [none, bg] = [find("none"), find(RELEASED_PRESET)];
-  const ranked = [...rows].sort((a, b) => psnr(b) - psnr(a));
-  const top = ranked.slice(0, 4).map((r) => `${r.variant} ${psnr(r).toFixed(2)}`).join(", ");
-  const colourOnly = rows.filter((r) => String(r.ops).split("+").every((op) => (AUGMENT_PRESETS.c as readonly string[]).includes(op)));
-  const best = ranked[0];
-  const gain = psnr(bg) - psnr(none);
+/** The paper's claims of notebook 05 against the committed cpu-scale pairs (figures/05_pairs.csv). */
+export function claims(rows: Row[] | null = committedPairs()): Claim[] {
+  const paperEnsemble = `regression-loss ablation, FID (SD-CFG-3): LatentLPIPS ${PAPER_REGRESSION_FID.latentLpips}, E-LatentLPIPS ${PAPER_REGRESSION_FID.eLatentLpips}`;
+  const paperWhich = `no per-augmentation numbers; released default ${RELEASED_PRESET}, distillation preset not given`;
+  const ensemble = `the augmentation ensemble is what makes LatentLPIPS work as a loss (here: ${RELEASED_PRESET} above none beyond the spread)`;
+  if (!rows) {
+    const why = "notebook 05 has not run at cpu scale with this design yet: `npm run reproduce -- 05 --update-figures` writes figures/05_pairs.csv";
+    return [
+      { claim: ensemble, paper: paperEnsemble, ours: "(no committed cpu-scale table)", verdict: "not tested", why },
+      { claim: "which augmentations matter", paper: paperWhich, ours: "(no committed cpu-scale table)", verdict: "not tested", why },
+    ];
+  }
+  const none = variantWithOps(rows, NO_AUGMENTATION);
+  const released = variantWithOps(rows, releasedOps());
+  if (!none || !released) throw new Error(`figures/05_pairs.csv: needs the variants with ops "${NO_AUGMENTATION}" and "${releasedOps()}"`);
+  const d = pairedDifference(rows, released, none);
+  const images = new Set(rows.map((r) => r.image)).size;
+  const seeds = new Set(rows.map((r) => r.seed)).size;
+  const steps = numberIn(rows[0], "steps", "05_pairs");
+  const held = side(d.diff) === "above";
+  const stats = variantStats(rows);
   return [
     {
-      claim: `the augmentation ensemble is what makes LatentLPIPS work as a loss (here: ${RELEASED_PRESET} at least ${BETTER_DB} dB above none)`,
-      paper: `regression-loss ablation, FID (SD-CFG-3): LatentLPIPS ${PAPER_REGRESSION_FID.latentLpips}, E-LatentLPIPS ${PAPER_REGRESSION_FID.eLatentLpips}`,
-      ours: `${RELEASED_PRESET} ${psnr(bg).toFixed(2)} dB, none ${psnr(none).toFixed(2)} dB after ${numberIn(bg, "steps", table).toLocaleString("en")} steps: ${gain >= 0 ? "+" : ""}${gain.toFixed(2)} dB`,
-      verdict: gain >= BETTER_DB ? "held" : "did not hold",
-      why: gain >= BETTER_DB ? undefined : "the step budget at this size is far from converged (notebook 01 runs 1,500 steps at 256 px)",
+      claim: ensemble,
+      paper: paperEnsemble,
+      ours: `${released} - none = ${formatDifference(d.diff)} (mean, 95% interval over ${images} photographs x ${seeds} seeds, paired; sd over seeds ${d.sdSeeds.toFixed(2)} dB) after ${steps.toLocaleString("en")} steps`,
+      verdict: held ? "held" : "did not hold",
+      why: held ? undefined : `the interval includes zero or lies below it at this budget (${steps.toLocaleString("en")} steps)`,
     },
     {
       claim: "which augmentations matter",
-      paper: `no per-augmentation numbers; released default ${RELEASED_PRESET}, distillation preset not given`,
-      ours: `best: ${top}; colour ops alone: ${colourOnly.map((r) => `${r.variant} ${psnr(r).toFixed(2)}`).join(", ")}`,
+      paper: paperWhich,
+      ours: findings(rows).slice(1).join(" "),
       verdict: "not tested",
-      why: `the paper states no result to test; here ${best.variant === best.ops ? best.variant : `${best.variant} (${best.ops})`} leads and colour ops alone stay near none`,
+      why: `the paper states no result to test; ordered by effect: ${stats.map((s) => s.variant).join(" > ")}`,
     },
   ];
 }

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../core/random";
 import { HostTensor } from "../io/host_tensor";
-import { AugmentConfig, AugmentDraw, sampleAugment } from "../perceptual/augment";
+import { AugmentConfig, AugmentDraw, sampleAugmentRows } from "../perceptual/augment";
 import { PairAugment } from "../perceptual/latent_lpips";
 import { Adam, lossAndGrads } from "../train/adam";
 import { runTraining } from "../train/loop";
@@ -10,9 +10,12 @@ import { decodeClipped, evaluateLatent, noiseLatent, pixelLpips, Scene } from ".
 
 // The optimisation of notebooks 01 and 05: Adam on a latent that starts as noise, under one loss, scored every
 // evalEvery steps (lib/experiments/reconstruction_eval.ts). The protocol follows elatentlpips' overfitting_exp.py:
-// the pure perceptual term, no added L1. Each optimisation is a resumable unit: given a folder, it checkpoints the
-// latent, Adam's moments and step, the augmentation RNG and its curves every ckptEvery steps and at the end, so a
-// stopped run resumes where it stopped and a finished one is only read back (lib/train/loop.ts).
+// the pure perceptual term, no added L1. The target may hold several rows (photograph, seed): they are independent
+// problems in one batch, each with its own start latent and augmentation stream, and the loss is the sum of their
+// terms, so each row's gradient, and with Adam (element-wise) its whole trajectory, is the one it would have alone.
+// Each optimisation is a resumable unit: given a folder, it checkpoints the latents, Adam's moments and step, the
+// augmentation RNGs and the curves every ckptEvery steps and at the end, so a stopped run resumes where it stopped
+// and a finished one is only read back (lib/train/loop.ts).
 
 export const LOSS_KINDS = ["latent-mse", "lpips", "latent-lpips", "e-latent-lpips"] as const;
 export type LossKind = (typeof LOSS_KINDS)[number];
@@ -44,7 +47,6 @@ export interface OptimiseSettings {
   evalEvery: number;
   /** Checkpoint every this many steps (and at the end) when the run has a folder. */
   ckptEvery: number;
-  seed: number;
   /** Augmentation settings other than the ops, which each loss names. */
   augment: Partial<AugmentConfig>;
 }
@@ -63,21 +65,22 @@ export interface LossRun {
   spec: LossSpec;
   /** Adam steps taken (the spec's own count, else the config's). */
   steps: number;
-  /** The optimised loss after each step. */
+  /** The optimised loss after each step (the sum over the target's rows). */
   losses: number[];
   /** Steps at which the latent was evaluated (0 = the noise it starts from, the last = steps). */
   evalSteps: number[];
-  /** PSNR (dB, 8-bit) of decode(z) against decode(target latent). */
-  psnr: number[];
-  /** Plain LatentLPIPS (no augmentation, no L1) of z against the target latent. */
-  latentLpips: number[];
-  /** Pixel LPIPS of the final decode against the decoded target. */
-  finalLpips: number;
-  /** Mean wall time of one optimisation step (loss, gradient, Adam), evaluations excluded, over every session. */
+  /** Per target row, per evaluation: PSNR (dB, 8-bit) of decode(z) against decode(target latent). */
+  psnr: number[][];
+  /** Per target row, per evaluation: plain LatentLPIPS (no augmentation, no L1) of z against the target latent. */
+  latentLpips: number[][];
+  /** Per target row: pixel LPIPS of the final decode against the decoded target. */
+  finalLpips: number[];
+  /** Mean wall time of one optimisation step of the whole batch (loss, gradient, Adam), evaluations excluded, over
+   * every session. */
   msPerStep: number;
-  /** The final latent decoded, [1, S, S, 3] in [-1, 1]. */
+  /** The final latents decoded, [rows, S, S, 3] in [-1, 1]. */
   decoded: HostTensor;
-  /** e-latent-lpips: the augmentation drawn at each step of this session. */
+  /** e-latent-lpips: the augmentation drawn at each step of this session (one row of the draw per target row). */
   draws: AugmentDraw[];
   /** Live tensors after each step of this session (a leak shows as growth). */
   tensors: number[];
@@ -85,38 +88,52 @@ export interface LossRun {
   resumedFrom: number;
 }
 
-/** The loss of latent z against the target; e-latent-lpips draws one augmentation per call from `rng` into `draws`. */
-function lossFunction(spec: LossSpec, ctx: OptimiseContext, z: tf.Variable, rng: Rng, draws: AugmentDraw[]): () => tf.Scalar {
+/**
+ * The loss of latents z against the target, summed over rows; e-latent-lpips draws one augmentation per call, row k
+ * from rngs[k], into `draws`.
+ */
+function lossFunction(spec: LossSpec, ctx: OptimiseContext, z: tf.Variable, rngs: Rng[], draws: AugmentDraw[]): () => tf.Scalar {
   const { codec, nets, target } = ctx;
+  const z4 = z as tf.Tensor as tf.Tensor4D;
   switch (spec.kind) {
     case "latent-mse":
-      // mean (z - z_target)^2
-      return () => tf.mean(tf.squaredDifference(z, target.latent));
+      // sum over rows of mean (z - z_target)^2
+      return () => tf.sum(tf.mean(tf.squaredDifference(z, target.latent), [1, 2, 3]));
     case "lpips":
       // LPIPS(decode(z), decode(z_target)): the pixel-space route E-LatentLPIPS avoids
-      return () => tf.mean(nets.lpips.distance(codec.decode(z as tf.Tensor as tf.Tensor4D), target.decoded));
+      return () => tf.sum(nets.lpips.distance(codec.decode(z4), target.decoded));
     case "latent-lpips":
-      return () => tf.mean(nets.latent.distance(z as tf.Tensor as tf.Tensor4D, target.latent));
+      return () => tf.sum(nets.latent.distance(z4, target.latent));
     case "e-latent-lpips": {
       if (spec.augment === undefined) throw new Error(`reconstruction: loss "${spec.label}" is e-latent-lpips but names no augmentation`);
       const options = { ...ctx.augment, ops: spec.augment };
       const augment: PairAugment = (a, b) => {
-        const t = sampleAugment(options, a.shape[0], rng);
+        const t = sampleAugmentRows(options, rngs);
         draws.push(t.draw);
         return [t.apply(a), t.apply(b)];
       };
-      // E_T d(T(z), T(z_target)), one sample of T per step
-      return () => tf.mean(nets.latent.distance(z as tf.Tensor as tf.Tensor4D, target.latent, augment));
+      // E_T d(T(z), T(z_target)), one sample of T per row and step
+      return () => tf.sum(nets.latent.distance(z4, target.latent, augment));
     }
   }
 }
+
+/** Per-row scores kept beside the training history (which holds their means, for the progress line). */
+interface RowScores {
+  psnr: number[][];
+  latentLpips: number[][];
+  lpips: number[];
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /**
  * Adam on a noise latent under one loss; evaluates at step 0, every evalEvery steps and at the end. With `dir` the
  * run is resumable (see above); `label` names its progress bar.
  */
 export async function optimiseLatent(ctx: OptimiseContext, spec: LossSpec, opts: { label?: string; dir?: string } = {}): Promise<LossRun> {
-  const init = noiseLatent(ctx.target.latent.shape, ctx.initStd, ctx.seed);
+  const seeds = ctx.target.rows.map((r) => r.seed);
+  const init = noiseLatent(ctx.target.latent.shape, ctx.initStd, seeds);
   const z = tf.variable(init, true);
   init.dispose();
   // Adam's constructor leaves its zerosLike tensors behind (the variables keep the data); the tidy collects them.
@@ -126,9 +143,11 @@ export async function optimiseLatent(ctx: OptimiseContext, spec: LossSpec, opts:
   });
   const steps = spec.steps ?? ctx.steps;
   const draws: AugmentDraw[] = [];
-  // One draw per step, from its own stream so that every E-LatentLPIPS run sees the same sequence of draws.
-  const augmentRng = new Rng(ctx.seed + 1);
-  const loss = lossFunction(spec, ctx, z, augmentRng, draws);
+  // One draw per row and step, from the row's own stream, so that every E-LatentLPIPS run of a row (in any batch)
+  // sees the same sequence of draws.
+  const augmentRngs = seeds.map((s) => new Rng(s + 1));
+  const loss = lossFunction(spec, ctx, z, augmentRngs, draws);
+  const scores: RowScores = { psnr: seeds.map(() => []), latentLpips: seeds.map(() => []), lpips: [] };
   const tensors: number[] = [];
   let finalDecoded: tf.Tensor4D | undefined;
   try {
@@ -138,8 +157,15 @@ export async function optimiseLatent(ctx: OptimiseContext, spec: LossSpec, opts:
       ckptDir: opts.dir,
       ckptEvery: ctx.ckptEvery,
       vars: { z, "adam.m": adam.m[0], "adam.v": adam.v[0] },
-      rngs: { augment: augmentRng },
-      extraState: { save: () => ({ adamStep: adam.step }), load: (s) => void (adam.step = s.adamStep as number) },
+      // a single row keeps the stream's name of single-image runs
+      rngs: Object.fromEntries(augmentRngs.map((r, k) => [k === 0 ? "augment" : `augment.${k}`, r])),
+      extraState: {
+        save: () => ({ adamStep: adam.step, rowScores: scores }),
+        load: (s) => {
+          adam.step = s.adamStep as number;
+          Object.assign(scores, s.rowScores as RowScores);
+        },
+      },
       step(i) {
         const { loss: value, grads } = lossAndGrads(loss, [z]);
         adam.apply(grads, learningRate({ ...ctx, steps }, i + 1));
@@ -152,10 +178,13 @@ export async function optimiseLatent(ctx: OptimiseContext, spec: LossSpec, opts:
       evalAtStart: true,
       async evaluate(done) {
         const e = await evaluateLatent(ctx, z as tf.Tensor as tf.Tensor4D);
-        const metrics: Record<string, number> = { psnr: e.psnr, latentLpips: e.latentLpips };
+        e.psnr.forEach((v, k) => scores.psnr[k].push(v));
+        e.latentLpips.forEach((v, k) => scores.latentLpips[k].push(v));
+        const metrics: Record<string, number> = { psnr: mean(e.psnr), latentLpips: mean(e.latentLpips) };
         if (done === steps) {
           finalDecoded = e.decoded;
-          metrics.lpips = await pixelLpips(ctx, e.decoded);
+          scores.lpips = await pixelLpips(ctx, e.decoded);
+          metrics.lpips = mean(scores.lpips);
         } else e.decoded.dispose();
         return metrics;
       },
@@ -168,9 +197,9 @@ export async function optimiseLatent(ctx: OptimiseContext, spec: LossSpec, opts:
       steps,
       losses: history.filter((h) => h.step > 0).map((h) => h.loss),
       evalSteps: evals.map((h) => h.step),
-      psnr: evals.map((h) => h.psnr),
-      latentLpips: evals.map((h) => h.latentLpips),
-      finalLpips: history[history.length - 1].lpips,
+      psnr: scores.psnr,
+      latentLpips: scores.latentLpips,
+      finalLpips: scores.lpips,
       msPerStep,
       decoded: { dtype: "float32", shape: finalDecoded.shape, data: (await finalDecoded.data()) as Float32Array },
       draws,

@@ -41,23 +41,36 @@ function perLatentPixel(points: ReadonlyArray<readonly [sizePx: number, ms: numb
   return (s) => Math.max(0.1 * Math.min(m1, m2), m1 + b * (px(s) - px(s1)));
 }
 
-/** One optimisation step of notebook 01's losses: the cpu-scale runs' ms/step (figures/01_summary.csv at 256 px,
- * figures/05_summary.csv at 128 px; E-LatentLPIPS at 128 px is the mean of 05's 19 augmented variants). */
+/**
+ * One optimisation step of one image under notebook 01's losses, in ms: at 128 px the cpu run of notebook 01
+ * (figures/01_summary.csv, 2026-11-30 09:18-09:28 UTC, wasm SIMD kernels, load average about 2); at 256 px a few
+ * steps of each after a warm-up step (08:35 UTC, load average 3-4.5, so probably high). Re-measure on a quiet
+ * machine (npm run bench:plan -- reconstruction).
+ */
 const STEP_MS: Record<LossKind, (sizePx: number) => number> = {
-  "latent-mse": perLatentPixel([[256, 1.3]]),
-  lpips: perLatentPixel([[256, 2232.3]]),
-  "latent-lpips": perLatentPixel([[128, 66.3], [256, 152.8]]),
-  "e-latent-lpips": perLatentPixel([[128, 70.5], [256, 185.5]]),
+  "latent-mse": perLatentPixel([[128, 0.5]]),
+  lpips: perLatentPixel([[128, 314.8], [256, 2230]]),
+  "latent-lpips": perLatentPixel([[128, 17.2], [256, 100]]),
+  "e-latent-lpips": perLatentPixel([[128, 25.9], [256, 110]]),
 };
 
 export const COSTS = {
   reconstructionStepMs: STEP_MS,
   /**
-   * One evaluation of a latent (TAEF2 decode, PSNR, LatentLPIPS) in ms: notebook 01's cpu wall time (1,051 s) less
-   * its steps (figures/01_summary.csv) and fixed cost, over its 66 evaluations and 5 probes. Its growth with the
-   * image is bench:plan's: 977 ms at 128 px against 4,906 ms at 256 px (under load), about the pixel ratio.
+   * One evaluation of one latent (TAEF2 decode on the inference engine, PSNR, LatentLPIPS) in ms, measured with the
+   * 256 px step costs: 128 ms at 128 px (1,228 ms for a batch of 12 rows, 102 ms a row), 450 ms at 256 px.
    */
-  reconstructionEvalMs: perLatentPixel([[256, 900]]),
+  reconstructionEvalMs: perLatentPixel([[128, 110], [256, 450]]),
+  /**
+   * What each further row of a batched reconstruction step (notebook 05: all photographs x seeds of a variant in one
+   * batch) adds, as a fraction of a one-row step at the same size. Notebook 05's cpu run (2026-11-30 08:41-09:18 UTC,
+   * load average 4-5) took 165 ms per 12-row LatentLPIPS step and 97-227 ms (mean 175) per E-LatentLPIPS one against
+   * 17.2 and 25.9 ms for one row in notebook 01's quieter run: 0.56 per further row, which reproduces 05's 2,235 s.
+   * Some of it is the difference in load: a side-by-side measurement at 08:35 (load 3-4.5) gave 171-193 ms for 12
+   * rows against 47-53 ms for one (0.24). Proportional to latent pixels at other sizes (the earlier engine gave
+   * 0.055 at 64 px).
+   */
+  batchRowFraction: (sizePx: number) => Math.min(1, perLatentPixel([[128, 0.56]])(sizePx)),
   /** Tiny convnet of notebook 00: ms per image and step at width 16 (figures/00_summary.csv: 13.3 ms at batch 32). */
   environmentImageStepMs: 13.3 / 32,
   // Notebook 02 at its cpu settings (16x16 stand-in teacher, batch 32, LPIPS at 32 px, FID-C10 of 500 samples
@@ -90,10 +103,11 @@ function environmentPlan(scale: Scale): Estimate {
   return { summary: what, parts: [fixed("00_environment"), { what, seconds: (c.steps * c.batch * perImage) / 1000 }] };
 }
 
-/** Adam steps plus the evaluations at step 0, every evalEvery steps and at the end. */
-function optimisationS(kind: LossKind, steps: number, size: number, evalEvery: number): number {
+/** Adam steps on a batch of `rows` problems plus the evaluations (of every row) at step 0, every evalEvery steps and at the end. */
+function optimisationS(kind: LossKind, steps: number, size: number, evalEvery: number, rows = 1): number {
   const evals = 1 + Math.floor(steps / evalEvery) + (steps % evalEvery === 0 ? 0 : 1);
-  return (steps * COSTS.reconstructionStepMs[kind](size) + evals * COSTS.reconstructionEvalMs(size)) / 1000;
+  const stepMs = COSTS.reconstructionStepMs[kind](size) * (1 + (rows - 1) * COSTS.batchRowFraction(size));
+  return (steps * stepMs + evals * rows * COSTS.reconstructionEvalMs(size)) / 1000;
 }
 
 function reconstructionPlan(scale: Scale): Estimate {
@@ -111,20 +125,21 @@ function reconstructionPlan(scale: Scale): Estimate {
 }
 
 /**
- * Variants that notebooks/05_augmentation_ablation.ipynb runs (its VARIANTS cell: "none", 8 presets and
- * combinations, 10 single ops; cutout alone is preset o); test/experiments_plan.test.ts checks the count against the
- * notebook.
+ * Variants that notebooks/05_augmentation_ablation.ipynb runs (its VARIANTS cell: "none", the presets b, g, c, o and
+ * the combinations bg, bgc, bgco); test/experiments_plan.test.ts checks the count against the notebook.
  */
-export const ABLATION_VARIANTS = 19;
+export const ABLATION_VARIANTS = 8;
 
 function ablationPlan(scale: Scale): Estimate {
   const c = ABLATION_CONFIGS[scale];
+  const rows = c.images.length * c.seeds.length;
+  const batch = `${c.steps} steps at ${c.size} px on ${plural(c.images.length, "photograph")} x ${plural(c.seeds.length, "seed")} (one batch of ${rows})`;
   return {
-    summary: `${ABLATION_VARIANTS} variants x ${c.steps} steps at ${c.size} px`,
+    summary: `${ABLATION_VARIANTS} variants x ${batch}`,
     parts: [
       fixed("05_augmentation_ablation"),
-      { what: `"none" (LatentLPIPS): ${c.steps} steps at ${c.size} px`, seconds: optimisationS("latent-lpips", c.steps, c.size, c.evalEvery) },
-      { what: `${ABLATION_VARIANTS - 1} E-LatentLPIPS variants x ${c.steps} steps at ${c.size} px`, seconds: (ABLATION_VARIANTS - 1) * optimisationS("e-latent-lpips", c.steps, c.size, c.evalEvery) },
+      { what: `"none" (LatentLPIPS): ${batch}`, seconds: optimisationS("latent-lpips", c.steps, c.size, c.evalEvery, rows) },
+      { what: `${ABLATION_VARIANTS - 1} E-LatentLPIPS variants x ${batch}`, seconds: (ABLATION_VARIANTS - 1) * optimisationS("e-latent-lpips", c.steps, c.size, c.evalEvery, rows) },
     ],
   };
 }

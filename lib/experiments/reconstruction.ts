@@ -6,7 +6,7 @@ import { HostTensor } from "../io/host_tensor";
 import { psnr8bit, taef2Codec } from "../nn/latent_codec";
 import { cachedResult } from "../train/checkpoint";
 import { LossRun, LossSpec, OptimiseContext, optimiseLatent, OptimiseSettings } from "./latent_optimisation";
-import { disposeTarget, loadPerceptualNets, loadTarget, NetPaths, NoiseProbe, noiseProbes, PerceptualNets } from "./reconstruction_eval";
+import { disposeTarget, loadPerceptualNets, loadTarget, NetPaths, NoiseProbe, noiseProbes, PerceptualNets, TargetRow } from "./reconstruction_eval";
 import { byScale, currentScale, Scale } from "./scale";
 
 // Notebook 01, the paper's first claim (PAPER.md "Ensembling", its Fig. 2): optimise a latent from noise to match
@@ -19,18 +19,24 @@ import { byScale, currentScale, Scale } from "./scale";
 // own checkpoint folder under runs/<scale>/reconstruction/, so a stopped notebook resumes the unfinished loss and a
 // rerun of a finished one only re-renders.
 
-export interface ReconstructionConfig extends OptimiseSettings {
-  /** A data file (data/sources.json name), e.g. images/skimage/astronaut.png; centre-cropped to a square. */
-  image: string;
+/** What every loss of a reconstruction experiment shares: the problems (photograph x seed), their size, the settings. */
+export interface TargetConfig extends OptimiseSettings {
+  /** Data files (data/sources.json names), e.g. images/skimage/astronaut.png; centre-cropped to squares. */
+  images: string[];
+  /** Each photograph is reconstructed once per seed: the seed draws its start latent and its augmentations. */
+  seeds: number[];
   /** Image side in pixels (latents are size / 8). */
   size: number;
   /** Add LatentLPIPS' mean |z0 - z1| term to the latent losses (released default on; overfitting_exp.py: off). */
   l1: boolean;
+  /** Official (or other) weights instead of the stand-ins. */
+  weights?: NetPaths;
+}
+
+export interface ReconstructionConfig extends TargetConfig {
   losses: LossSpec[];
   /** Noise levels of the yardstick: the distances of target + sigma * N(0, 1) latents to the target. */
   probeSigmas: number[];
-  /** Official (or other) weights instead of the stand-ins. */
-  weights?: NetPaths;
 }
 
 /** The released default preset, and the one PAPER.md's note names for distillation ("geometric + cutout"). */
@@ -45,23 +51,20 @@ export const DEFAULT_LOSSES: LossSpec[] = [
   { kind: "e-latent-lpips", label: "E-LatentLPIPS (bgo)", augment: PAPER_NOTE_PRESET },
 ];
 
-const BASE = { image: "images/skimage/astronaut.png", lr: 1e-2, lrDecay: "none" as const, initStd: 1, seed: 0, l1: false, augment: {}, losses: DEFAULT_LOSSES, probeSigmas: [0.05, 0.1, 0.2, 0.4, 0.8] };
+/** The photograph of notebook 01 (scikit-image's astronaut, as in the authors' overfitting experiment's README). */
+export const ASTRONAUT = "images/skimage/astronaut.png";
+
+const BASE = { images: [ASTRONAUT], seeds: [0], lr: 1e-2, lrDecay: "none" as const, initStd: 1, l1: false, augment: {}, losses: DEFAULT_LOSSES, probeSigmas: [0.05, 0.1, 0.2, 0.4, 0.8] };
 
 export const RECONSTRUCTION_CONFIGS: Record<Scale, ReconstructionConfig> = {
   smoke: { ...BASE, size: 64, steps: 6, evalEvery: 3, ckptEvery: 3 },
   // E-LatentLPIPS needs steps: at 128 px, 300 steps left it at 10.4 dB (LatentLPIPS 9.9), 2,000 at 20.2 dB
-  // (LatentLPIPS 12.3). A pixel-LPIPS step (TAEF2 decode + VGG16, forward and backward at 256 px) costs ~15 latent
-  // steps on two cores: 80 of them keep the notebook near 20 minutes.
-  cpu: {
-    ...BASE,
-    size: 256,
-    steps: 1500,
-    lr: 3e-2,
-    lrDecay: "cosine",
-    evalEvery: 100,
-    ckptEvery: 50,
-    losses: DEFAULT_LOSSES.map((l) => (l.kind === "lpips" ? { ...l, steps: 80 } : l)),
-  },
+  // (LatentLPIPS 12.3). Every loss gets the same 1,500 steps, pixel LPIPS too, so that its row answers "how close
+  // does E-LatentLPIPS come to LPIPS through the decoder". That sets the size: a pixel-LPIPS step (TAEF2 decode +
+  // VGG16, forward and backward) took 2.2 s at 256 px on two cores (1,500 of them: 55 minutes) and 0.56 s at 128 px
+  // (about 12x an E-LatentLPIPS step at either size), so the cpu scale runs at 128 px, the size of notebook 05,
+  // whose astronaut/seed-0 problem is this notebook's.
+  cpu: { ...BASE, size: 128, steps: 1500, lr: 3e-2, lrDecay: "cosine", evalEvery: 100, ckptEvery: 50 },
   // overfitting_exp.py: 512 px, 15000 Adam steps at lr 1e-2
   paper: { ...BASE, size: 512, steps: 15000, evalEvery: 250, ckptEvery: 500 },
 };
@@ -70,17 +73,14 @@ export function reconstructionConfig(scale: Scale = currentScale()): Reconstruct
   return byScale(RECONSTRUCTION_CONFIGS, scale);
 }
 
-/** The settings every loss of one photograph shares (the ablation of notebook 05 varies only the losses). */
-export type TargetConfig = Omit<ReconstructionConfig, "losses">;
-
 /**
  * The checkpoint folder of one loss's run under `base`: named after the loss and keyed by everything that shapes
  * its result (settings, loss, the trunks' descriptions), so changing any of them starts a new run.
  */
 export function unitDir(base: string, config: TargetConfig, spec: LossSpec, nets: PerceptualNets): string {
-  const { image, size, lr, lrDecay, initStd, evalEvery, seed, l1, augment, weights } = config;
+  const { images, seeds, size, lr, lrDecay, initStd, evalEvery, l1, augment, weights } = config;
   const key = settingsKey({
-    image, size, steps: spec.steps ?? config.steps, lr, lrDecay, initStd, evalEvery, seed, l1, augment, weights,
+    images, seeds, size, steps: spec.steps ?? config.steps, lr, lrDecay, initStd, evalEvery, l1, augment, weights,
     loss: { kind: spec.kind, augment: spec.augment }, trunks: [nets.latentTrunk, nets.lpipsTrunk],
   });
   const name = spec.label.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
@@ -94,12 +94,14 @@ export interface TargetReport {
   backend: string;
   lpipsTrunk: string;
   latentTrunk: string;
-  /** The photograph at config.size, [1, S, S, 3]. */
+  /** The problems, one per row of the tensors below and of every run's per-row scores. */
+  rows: TargetRow[];
+  /** The photographs at config.size, [rows, S, S, 3]. */
   original: HostTensor;
-  /** The photograph's latent decoded (the reconstruction target), [1, S, S, 3]. */
+  /** The photographs' latents decoded (the reconstruction targets), [rows, S, S, 3]. */
   target: HostTensor;
-  /** PSNR of the decoded target against the photograph: the ceiling any latent can reach through this codec. */
-  codecPsnr: number;
+  /** Per row: PSNR of the decoded target against the photograph, the ceiling any latent can reach through this codec. */
+  codecPsnr: number[];
 }
 
 export interface ReconstructionResult extends TargetReport {
@@ -123,7 +125,7 @@ export async function withTarget<T>(config: TargetConfig, nets: PerceptualNets |
   const codec = await taef2Codec();
   const n = nets ?? loadPerceptualNets(config.l1, config.weights);
   try {
-    const target = await loadTarget(config.image, config.size, codec);
+    const target = await loadTarget(config.images, config.seeds, config.size, codec);
     try {
       return await interruptible(() => body({ codec, nets: n, target, ...config }));
     } finally {
@@ -139,10 +141,10 @@ export async function withTarget<T>(config: TargetConfig, nets: PerceptualNets |
 }
 
 export async function targetReport(ctx: OptimiseContext): Promise<TargetReport> {
-  const [codecPsnr] = await psnr8bit(ctx.target.decoded, ctx.target.original);
+  const codecPsnr = await psnr8bit(ctx.target.decoded, ctx.target.original);
   return {
     scale: currentScale(), backend: tf.getBackend(), lpipsTrunk: ctx.nets.lpipsTrunk, latentTrunk: ctx.nets.latentTrunk,
-    original: await host(ctx.target.original), target: await host(ctx.target.decoded), codecPsnr,
+    rows: ctx.target.rows, original: await host(ctx.target.original), target: await host(ctx.target.decoded), codecPsnr,
   };
 }
 
@@ -166,11 +168,13 @@ export async function optimiseEach(ctx: OptimiseContext, config: TargetConfig, s
  */
 export async function run(config: ReconstructionConfig = reconstructionConfig(), nets?: PerceptualNets, base = runDir(currentScale(), "reconstruction")): Promise<ReconstructionResult> {
   const { losses, ...shared } = config;
+  // one photograph from one seed: the tables and figures of notebook 01 show single runs (notebook 05 runs several)
+  if (config.images.length * config.seeds.length !== 1) throw new Error(`reconstruction: notebook 01 reconstructs one image from one seed; the config has ${config.images.length} images and ${config.seeds.length} seeds (the batch of several is lib/experiments/augmentation_ablation.ts)`);
   return withTarget(shared, nets, async (ctx) => {
     const runs = await optimiseEach(ctx, shared, losses, base, "reconstruct");
-    const { image, size, seed, l1, weights, probeSigmas } = shared;
-    const probeKey = settingsKey({ image, size, seed, l1, weights, probeSigmas, trunks: [ctx.nets.latentTrunk, ctx.nets.lpipsTrunk] });
-    const probes = await cachedResult(path.join(base, `noise-probes-${probeKey}.json`), () => noiseProbes(ctx, probeSigmas, seed));
+    const { images, size, seeds, l1, weights, probeSigmas } = shared;
+    const probeKey = settingsKey({ images, size, seeds, l1, weights, probeSigmas, trunks: [ctx.nets.latentTrunk, ctx.nets.lpipsTrunk] });
+    const probes = await cachedResult(path.join(base, `noise-probes-${probeKey}.json`), () => noiseProbes(ctx, probeSigmas, seeds[0]));
     return { config, codec: ctx.codec.name, ...(await targetReport(ctx)), runs, probes };
   });
 }

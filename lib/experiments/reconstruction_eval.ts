@@ -37,11 +37,23 @@ export function loadPerceptualNets(l1: boolean, paths: NetPaths = {}): Perceptua
   };
 }
 
-/** The photograph, its latent and that latent decoded: the optimisation's target in both spaces. */
+/** One problem of a batch: reconstruct this photograph from the start latent and augmentation stream of this seed. */
+export interface TargetRow {
+  /** A data file (data/sources.json name). */
+  image: string;
+  seed: number;
+}
+
+/**
+ * The photographs, their latents and those decoded: the optimisation's targets in both spaces, one row per
+ * (photograph, seed). Rows are independent problems optimised together as one batch (every loss is a sum of
+ * per-row terms), which a CPU runs several times faster per row than one at a time.
+ */
 export interface Target {
-  /** [1, S, S, 3] in [-1, 1]. */
+  rows: TargetRow[];
+  /** [N, S, S, 3] in [-1, 1]. */
   original: tf.Tensor4D;
-  /** encode(original) [1, S/8, S/8, C]. */
+  /** encode(original) [N, S/8, S/8, C]. */
   latent: tf.Tensor4D;
   /** decode(latent): what a perfect latent reconstruction looks like. */
   decoded: tf.Tensor4D;
@@ -58,10 +70,17 @@ export async function decodeClipped(codec: LatentCodec, z: tf.Tensor4D): Promise
   return decoded;
 }
 
-export async function loadTarget(image: string, size: number, codec: LatentCodec): Promise<Target> {
-  const original = await loadImages(await ensureData(image), { size });
+/** Every photograph (centre-cropped, `size` px) once per seed, photograph-major: rows (image 0, seed 0), (image 0, seed 1), ... */
+export async function loadTarget(images: readonly string[], seeds: readonly number[], size: number, codec: LatentCodec): Promise<Target> {
+  if (images.length === 0 || seeds.length === 0) throw new Error(`reconstruction target: needs at least one image and one seed, got ${images.length} and ${seeds.length}`);
+  const files: string[] = [];
+  for (const image of images) files.push(await ensureData(image));
+  const photos = await loadImages(files, { size });
+  const rows = images.flatMap((image) => seeds.map((seed) => ({ image, seed })));
+  const original = tf.tidy(() => tf.gather(photos, rows.map((_, k) => Math.floor(k / seeds.length))) as tf.Tensor4D);
+  photos.dispose();
   const latent = codec.encode(original);
-  return { original, latent, decoded: await decodeClipped(codec, latent) };
+  return { rows, original, latent, decoded: await decodeClipped(codec, latent) };
 }
 
 export function disposeTarget(t: Target): void {
@@ -75,30 +94,37 @@ export interface Scene {
   target: Target;
 }
 
-/** Host-side N(0, std^2) latent from the seed, so the start is the same on every engine. */
-export function noiseLatent(shape: number[], std: number, seed: number): tf.Tensor4D {
-  const rng = new Rng(seed);
-  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < data.length; i++) data[i] = std * rng.normal();
+/** Host-side N(0, std^2) latents, row k from seeds[k], so a row's start is the same on every engine and in any batch. */
+export function noiseLatent(shape: number[], std: number, seeds: readonly number[]): tf.Tensor4D {
+  if (shape[0] !== seeds.length) throw new Error(`noiseLatent: ${shape[0]} rows but ${seeds.length} seeds`);
+  const per = shape.slice(1).reduce((a, b) => a * b, 1);
+  const data = new Float32Array(per * seeds.length);
+  seeds.forEach((seed, k) => {
+    const rng = new Rng(seed);
+    for (let i = k * per; i < (k + 1) * per; i++) data[i] = std * rng.normal();
+  });
   return tf.tensor4d(data, shape as [number, number, number, number]);
 }
 
-/** PSNR of decode(z) against the decoded target and plain LatentLPIPS to the target latent; the caller owns `decoded`. */
-export async function evaluateLatent(scene: Scene, z: tf.Tensor4D): Promise<{ psnr: number; latentLpips: number; decoded: tf.Tensor4D }> {
+/** Per row: PSNR of decode(z) against the decoded target and plain LatentLPIPS to the target latent; the caller owns `decoded`. */
+export async function evaluateLatent(scene: Scene, z: tf.Tensor4D): Promise<{ psnr: number[]; latentLpips: number[]; decoded: tf.Tensor4D }> {
   const decoded = await decodeClipped(scene.codec, z);
-  const [psnr] = await psnr8bit(decoded, scene.target.decoded);
+  const psnr = await psnr8bit(decoded, scene.target.decoded);
   // The yardstick is LatentLPIPS proper, whatever L1 setting the loss used: the L1 term is only added when on.
-  const d = tf.tidy(() => tf.mean(scene.nets.latent.distance(z, scene.target.latent)));
-  const l1 = scene.nets.latent.l1 ? tf.tidy(() => tf.mean(tf.abs(tf.sub(z, scene.target.latent)))) : undefined;
-  const latentLpips = (await d.data())[0] - (l1 ? (await l1.data())[0] : 0);
-  tf.dispose([d, l1 ?? []]);
+  const d = tf.tidy(() => {
+    const m = scene.nets.latent;
+    const full = m.distance(z, scene.target.latent);
+    return m.l1 ? tf.sub(full, m.l1Term(m.scaled(z), m.scaled(scene.target.latent))) : full;
+  });
+  const latentLpips = Array.from(await d.data());
+  d.dispose();
   return { psnr, latentLpips, decoded };
 }
 
-/** Pixel LPIPS of a decoded latent (clipped, as evaluateLatent() returns it) against the decoded target. */
-export async function pixelLpips(scene: Scene, decoded: tf.Tensor4D): Promise<number> {
-  const d = tf.tidy(() => tf.mean(scene.nets.lpips.distance(decoded, scene.target.decoded)));
-  const v = (await d.data())[0];
+/** Per row: pixel LPIPS of a decoded latent (clipped, as evaluateLatent() returns it) against the decoded target. */
+export async function pixelLpips(scene: Scene, decoded: tf.Tensor4D): Promise<number[]> {
+  const d = scene.nets.lpips.distance(decoded, scene.target.decoded);
+  const v = Array.from(await d.data());
   d.dispose();
   return v;
 }
@@ -112,17 +138,19 @@ export interface NoiseProbe {
 }
 
 /**
- * The distances of target + sigma * N(0, 1) to the target, for each sigma. A result of the optimisation is then read
- * against this scale: a latent with a LatentLPIPS of a small-sigma copy but a PSNR far below that copy's is one the
- * metric cannot tell from the target, i.e. the metric, not the optimiser, stopped there.
+ * The distances of target + sigma * N(0, 1) to the target, for each sigma (means over the target's rows). A result of
+ * the optimisation is then read against this scale: a latent with a LatentLPIPS of a small-sigma copy but a PSNR
+ * far below that copy's is one the metric cannot tell from the target, i.e. the metric, not the optimiser, stopped
+ * there.
  */
 export async function noiseProbes(scene: Scene, sigmas: number[], seed: number): Promise<NoiseProbe[]> {
   const out: NoiseProbe[] = [];
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   for (const [k, sigma] of sigmas.entries()) {
-    const eps = noiseLatent(scene.target.latent.shape, 1, seed + 100 + k);
+    const eps = noiseLatent(scene.target.latent.shape, 1, scene.target.rows.map((_, r) => seed + 100 + k + 1000 * r));
     const z = tf.tidy(() => tf.add(scene.target.latent, tf.mul(eps, sigma)) as tf.Tensor4D);
     const e = await evaluateLatent(scene, z);
-    out.push({ sigma, psnr: e.psnr, latentLpips: e.latentLpips, lpips: await pixelLpips(scene, e.decoded) });
+    out.push({ sigma, psnr: mean(e.psnr), latentLpips: mean(e.latentLpips), lpips: mean(await pixelLpips(scene, e.decoded)) });
     tf.dispose([eps, z, e.decoded]);
   }
   return out;

@@ -459,10 +459,38 @@ function cutoutMask(centre: XY, size: number, batch: number, height: number, wid
 
 /** Draws one augmentation for a batch. `options` overrides DEFAULT_AUGMENT field by field. */
 export function sampleAugment(options: Partial<AugmentConfig>, batch: number, rng: Rng): Augment {
+  const { config, ops } = augmentSettings(options);
+  return new Augment(sampleDraw(ops, config, batch, rng), batch, config);
+}
+
+function augmentSettings(options: Partial<AugmentConfig>): { config: AugmentConfig; ops: AugmentOp[] } {
   checkOptions("sampleAugment options", options, AUGMENT_OPTIONS);
   const config = { ...DEFAULT_AUGMENT, ...options };
-  const ops = resolveOps(config.ops);
-  return new Augment(sampleDraw(ops, config, batch, rng), batch, config);
+  return { config, ops: resolveOps(config.ops) };
+}
+
+/**
+ * Draws one augmentation for a batch whose row k draws from its own stream rngs[k], so that a row's draws are those
+ * it would get alone, whatever else shares the batch (independent problems optimised together as one batch).
+ */
+export function sampleAugmentRows(options: Partial<AugmentConfig>, rngs: readonly Rng[]): Augment {
+  const { config, ops } = augmentSettings(options);
+  return new Augment(concatDraws(rngs.map((rng) => sampleDraw(ops, config, 1, rng))), rngs.length, config);
+}
+
+/** The draws of several batches as the draw of one batch, rows in order. */
+export function concatDraws(draws: readonly AugmentDraw[]): AugmentDraw {
+  const out: Record<string, number[] | XY> = {};
+  for (const d of draws) {
+    for (const [k, v] of Object.entries(d) as Array<[string, number[] | XY]>) {
+      if (Array.isArray(v)) out[k] = [...((out[k] as number[] | undefined) ?? []), ...v];
+      else {
+        const acc = (out[k] as XY | undefined) ?? { x: [], y: [] };
+        out[k] = { x: [...acc.x, ...v.x], y: [...acc.y, ...v.y] };
+      }
+    }
+  }
+  return out as AugmentDraw;
 }
 
 /** T(x0), T(x1) with one shared draw. */

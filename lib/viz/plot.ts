@@ -127,6 +127,8 @@ export interface Series {
   /** Defaults to 1..n (training steps). */
   x?: ArrayLike<number>;
   style?: LineStyle;
+  /** A shaded band around the curve (a spread or an interval), drawn in the curve's colour under the line. */
+  band?: { lo: ArrayLike<number>; hi: ArrayLike<number> };
 }
 
 /**
@@ -170,17 +172,36 @@ function topMargin(title: string, subtitle?: string): number {
   return 50 + 22 * (titleText(title, subtitle).split("<br>").length - 1);
 }
 
-function trace(s: Series, k: number, markers?: boolean): Record<string, unknown> {
+/** "#rrggbb" at the given opacity, for bands. */
+function translucent(hex: string, alpha: number): string {
+  const v = parseInt(hex.slice(1), 16);
+  return `rgba(${(v >> 16) & 255},${(v >> 8) & 255},${v & 255},${alpha})`;
+}
+
+/** The plotly traces of one series: its band (lower edge, then upper edge filled down to it) and its line. */
+function traces(s: Series, k: number, markers?: boolean): Array<Record<string, unknown>> {
   const base = LINE_STYLES[k % LINE_STYLES.length];
-  return {
-    type: "scatter",
-    mode: markers ? "lines+markers" : "lines",
-    name: s.name,
-    x: s.x ? Array.from(s.x) : Array.from(s.y, (_, i) => i + 1),
-    y: Array.from(s.y),
-    line: { color: s.style?.color ?? base.color, dash: s.style?.dash ?? base.dash, width: s.style?.width ?? 2 },
-    marker: { color: s.style?.color ?? base.color },
-  };
+  const color = s.style?.color ?? base.color;
+  const x = s.x ? Array.from(s.x) : Array.from(s.y, (_, i) => i + 1);
+  const band = s.band
+    ? [
+        { type: "scatter", mode: "lines", x, y: Array.from(s.band.lo), line: { width: 0, color }, hoverinfo: "skip", showlegend: false, legendgroup: s.name },
+        { type: "scatter", mode: "lines", x, y: Array.from(s.band.hi), line: { width: 0, color }, fill: "tonexty", fillcolor: translucent(color, 0.15), hoverinfo: "skip", showlegend: false, legendgroup: s.name },
+      ]
+    : [];
+  return [
+    ...band,
+    {
+      type: "scatter",
+      mode: markers ? "lines+markers" : "lines",
+      name: s.name,
+      legendgroup: s.name,
+      x,
+      y: Array.from(s.y),
+      line: { color, dash: s.style?.dash ?? base.dash, width: s.style?.width ?? 2 },
+      marker: { color },
+    },
+  ];
 }
 
 /**
@@ -197,7 +218,7 @@ function axis(title: string, log?: boolean, range?: [number, number]): Record<st
 /** Line chart of one or more series, the shape of every loss and metric curve in the notebooks. */
 export function lineFigure(title: string, series: Series[], axes: AxesOptions): Figure {
   return {
-    data: series.map((s, k) => trace(s, k, axes.markers)),
+    data: series.flatMap((s, k) => traces(s, k, axes.markers)),
     layout: {
       title: { text: titleText(title, axes.subtitle) },
       xaxis: axis(axes.x, axes.logX),
@@ -232,7 +253,7 @@ export function panelFigure(title: string, panels: Panel[], axes: AxesOptions & 
   // one y range for all panels when their curves are to be compared across panels (same quantity, same units)
   let yRange: [number, number] | undefined;
   if (axes.sharedY) {
-    const ys = panels.flatMap((p) => p.series.flatMap((s) => Array.from(s.y))).filter(Number.isFinite);
+    const ys = panels.flatMap((p) => p.series.flatMap((s) => [s.y, s.band?.lo ?? [], s.band?.hi ?? []].flatMap((v) => Array.from(v)))).filter(Number.isFinite);
     const [lo, hi] = axes.logY ? [Math.min(...ys) / 1.2, Math.max(...ys) * 1.2] : [Math.min(...ys), Math.max(...ys)];
     const pad = axes.logY ? 0 : 0.05 * (hi - lo);
     yRange = [lo - pad, hi + pad];
@@ -248,8 +269,57 @@ export function panelFigure(title: string, panels: Panel[], axes: AxesOptions & 
     layout[`yaxis${id}`] = { ...axis(col === 0 ? axes.y : "", axes.logY, yRange), domain: [y0, y1], anchor: `x${id}` };
     const legend = p.series.length > 1 ? `legend${id}` : undefined;
     if (legend) layout[legend] = { x: x1, y: y0 + 0.01, xanchor: "right", yanchor: "bottom", bgcolor: "rgba(255,255,255,0.8)", font: { size: 10 } };
-    p.series.forEach((s, j) => data.push({ ...trace(s, j, axes.markers), xaxis: `x${id}`, yaxis: `y${id}`, legend, showlegend: legend !== undefined }));
+    p.series.forEach((s, j) => {
+      for (const t of traces(s, j, axes.markers)) data.push({ ...t, xaxis: `x${id}`, yaxis: `y${id}`, legend, showlegend: t.showlegend ?? legend !== undefined });
+    });
     annotations.push({ text: `<b>${p.title}</b>`, xref: "paper", yref: "paper", x: (x0 + x1) / 2, y: y1, xanchor: "center", yanchor: "bottom", showarrow: false });
+  });
+  return { data, layout };
+}
+
+/** An estimate with its interval, one line of an interval plot. */
+export interface Interval {
+  label: string;
+  mean: number;
+  lo: number;
+  hi: number;
+}
+
+/**
+ * Interval ("forest") plot: one panel per comparison, a row per label (top to bottom in the order given), the
+ * estimate as a dot with its interval as a horizontal bar, and a vertical line at zero (no difference).
+ */
+export function intervalFigure(title: string, panels: Array<{ title: string; items: Interval[] }>, axes: { x: string; subtitle?: string }): Figure {
+  const cols = panels.length;
+  const gapX = 0.12;
+  const data: Array<Record<string, unknown>> = [];
+  const layout: Record<string, unknown> = {
+    title: { text: titleText(title, axes.subtitle) },
+    margin: { l: 90, r: 20, t: topMargin(title, axes.subtitle) + 25, b: 50 },
+    showlegend: false,
+    annotations: [],
+    shapes: [],
+  };
+  panels.forEach((p, k) => {
+    const id = k === 0 ? "" : String(k + 1);
+    const x0 = k / cols + (k > 0 ? gapX / 2 : 0);
+    const x1 = (k + 1) / cols - (k < cols - 1 ? gapX / 2 : 0);
+    const labels = p.items.map((i) => i.label);
+    layout[`xaxis${id}`] = { ...axis(axes.x), domain: [x0, x1], anchor: `y${id}`, zeroline: false };
+    layout[`yaxis${id}`] = { type: "category", categoryorder: "array", categoryarray: [...labels].reverse(), domain: [0, 1], anchor: `x${id}`, automargin: true };
+    const { color } = LINE_STYLES[k % LINE_STYLES.length];
+    data.push({
+      type: "scatter",
+      mode: "markers",
+      x: p.items.map((i) => i.mean),
+      y: labels,
+      xaxis: `x${id}`,
+      yaxis: `y${id}`,
+      marker: { color, size: 9 },
+      error_x: { type: "data", symmetric: false, array: p.items.map((i) => i.hi - i.mean), arrayminus: p.items.map((i) => i.mean - i.lo), color, thickness: 2, width: 5 },
+    });
+    (layout.shapes as unknown[]).push({ type: "line", xref: `x${id}`, yref: `y${id} domain`, x0: 0, x1: 0, y0: 0, y1: 1, line: { color: "#555", dash: "dot", width: 1 } });
+    (layout.annotations as unknown[]).push({ text: `<b>${p.title}</b>`, xref: "paper", yref: "paper", x: (x0 + x1) / 2, y: 1, xanchor: "center", yanchor: "bottom", showarrow: false });
   });
   return { data, layout };
 }
