@@ -7,7 +7,7 @@ import { ClipTokenizer } from "../data/clip_tokenizer";
 import { DataOptions } from "../data/fetch";
 import { ClipModel } from "../nn/clip/clip_model";
 import { classEmbeddings, zeroShotClassify } from "../metrics/clip_zero_shot";
-import { CaptionedImages, CLIP_TRAIN_DEFAULTS, tinyClipConfig, TinyClipSpec, trainClip, worldClipPair } from "../train/train_clip";
+import { CaptionedImages, ClipSchedule, CLIP_TRAIN_DEFAULTS, tinyClipConfig, TinyClipSpec, trainClip, worldClipPair } from "../train/train_clip";
 import { byScale, currentScale, Scale } from "./scale";
 
 // A check of the contrastive training before the text-to-image world exists: CIFAR-10 images paired with
@@ -49,16 +49,10 @@ export const ZERO_SHOT_TEMPLATE = "a photo of {a}.";
 
 export type CaptionStyle = "plain" | "varied";
 
-export interface ClipCifarConfig {
+export interface ClipCifarConfig extends ClipSchedule {
   /** The CLIPs to train: name, architecture, seed. */
   clips: Array<{ name: string; spec: TinyClipSpec; seed: number }>;
   captions: CaptionStyle;
-  batch: number;
-  steps: number;
-  lr: number;
-  warmup: number;
-  evalEvery: number;
-  ckptEvery: number;
   /** The first this many training images are the training set. */
   trainImages: number;
   /** Zero-shot accuracy on the first this many test images. */

@@ -9,7 +9,7 @@ import { canonicalCaption } from "../data/scene_captions";
 import { Split } from "../data/scenes";
 import { retrievalRecall } from "../metrics/clip_zero_shot";
 import { ClipModel, unitRows } from "../nn/clip/clip_model";
-import { CaptionedImages, CLIP_TRAIN_DEFAULTS, tinyClipConfig, TinyClipSpec, trainClip, worldClipPair } from "../train/train_clip";
+import { CaptionedImages, ClipSchedule, CLIP_TRAIN_DEFAULTS, tinyClipConfig, TinyClipSpec, trainClip, worldClipPair } from "../train/train_clip";
 import { byScale, currentScale, Scale } from "./scale";
 import { T2iWorld } from "./t2i_world";
 
@@ -20,14 +20,8 @@ import { T2iWorld } from "./t2i_world";
 // split, whose attribute combinations never occur in training: in groups of `group` test scenes, which of the
 // group's canonical captions each image is closest to (image-to-text top-1; chance 1 / group).
 
-export interface WorldClipsConfig {
+export interface WorldClipsConfig extends ClipSchedule {
   clips: Array<{ name: string; spec: TinyClipSpec; seed: number }>;
-  batch: number;
-  steps: number;
-  lr: number;
-  warmup: number;
-  evalEvery: number;
-  ckptEvery: number;
   /** Training scenes used: the first this many of the train split (rendered once, held in memory as uint8). */
   trainScenes: number;
   /** Test scenes scored: the first this many of the test split, a multiple of `group`. */

@@ -43,6 +43,9 @@ export interface ClipTrainConfig {
   evalEvery: number;
 }
 
+/** The schedule part of a CLIP training config, which experiments set per scale. */
+export type ClipSchedule = Pick<ClipTrainConfig, "batch" | "steps" | "lr" | "warmup" | "evalEvery" | "ckptEvery">;
+
 /** CLIP's optimiser settings for ViTs (Radford et al. 2021; open_clip's get_default_params and --wd): AdamW betas 0.9 / 0.98, eps 1e-6, decay 0.2. */
 export const CLIP_TRAIN_DEFAULTS = { beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.2 } as const;
 
