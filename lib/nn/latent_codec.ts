@@ -26,6 +26,29 @@ export interface LatentCodec {
   dispose(): void;
 }
 
+/**
+ * A codec's decode as frozen work (decodeFrozen): exported from the decode itself with the decoder's weights as
+ * initializers, run by the inference engine (lib/nn/frozen.ts).
+ */
+export class FrozenDecoder {
+  private readonly frozen: FrozenForward;
+  constructor(codecName: string, variables: Array<[string, tf.Variable]>, decode: (latents: tf.Tensor4D) => tf.Tensor4D) {
+    this.frozen = new FrozenForward({
+      name: `${codecName}-decoder`, variables, inputs: ["latents"], outputs: ["images"],
+      fn: (z) => decode(z as tf.Tensor4D),
+    });
+  }
+
+  async run(latents: tf.Tensor4D): Promise<tf.Tensor4D> {
+    const [images] = await this.frozen.run([latents]);
+    return images as tf.Tensor4D;
+  }
+
+  dispose(): void {
+    void this.frozen.dispose();
+  }
+}
+
 export interface TaesdFiles {
   encoder: string;
   decoder: string;
@@ -73,7 +96,7 @@ export class TaesdCodec implements LatentCodec {
   readonly patch: number;
   readonly encoder: StreamingSequential;
   readonly decoder: StreamingSequential;
-  private readonly frozenDecoder: FrozenForward;
+  private readonly frozenDecoder: FrozenDecoder;
 
   constructor(readonly config: TaesdConfig, files: TaesdFiles, o: TaesdCodecOptions) {
     this.name = o.name;
@@ -89,10 +112,7 @@ export class TaesdCodec implements LatentCodec {
     this.decoder = taesdDecoder(config, rng);
     this.encoder.loadStateDict(readTorchCheckpoint(files.encoder), { source: files.encoder });
     this.decoder.loadStateDict(readTorchCheckpoint(files.decoder), { source: files.decoder });
-    this.frozenDecoder = new FrozenForward({
-      name: `${o.name}-decoder`, variables: this.decoder.namedVariables(), inputs: ["latents"], outputs: ["images"],
-      fn: (z) => this.decode(z as tf.Tensor4D),
-    });
+    this.frozenDecoder = new FrozenDecoder(o.name, this.decoder.namedVariables(), (z) => this.decode(z));
   }
 
   encode(images: tf.Tensor4D): tf.Tensor4D {
@@ -119,13 +139,12 @@ export class TaesdCodec implements LatentCodec {
     });
   }
 
-  async decodeFrozen(latents: tf.Tensor4D): Promise<tf.Tensor4D> {
-    const [images] = await this.frozenDecoder.run([latents]);
-    return images as tf.Tensor4D;
+  decodeFrozen(latents: tf.Tensor4D): Promise<tf.Tensor4D> {
+    return this.frozenDecoder.run(latents);
   }
 
   dispose(): void {
-    void this.frozenDecoder.dispose();
+    this.frozenDecoder.dispose();
     this.encoder.dispose();
     this.decoder.dispose();
   }

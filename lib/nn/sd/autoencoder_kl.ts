@@ -1,8 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../core/random";
 import { Conv2d, GroupNorm } from "../layers";
-import { LatentCodec } from "../latent_codec";
-import { FrozenForward } from "../frozen";
+import { FrozenDecoder, LatentCodec } from "../latent_codec";
 import { Module } from "../module";
 import { silu } from "../unet";
 import { ACT_FNS, ActFn } from "./activations";
@@ -247,7 +246,7 @@ export class AutoencoderKLCodec implements LatentCodec {
   readonly factor: number;
   readonly scale: number;
   readonly shift: number;
-  private readonly frozenDecoder: FrozenForward;
+  private readonly frozenDecoder: FrozenDecoder;
 
   constructor(readonly vae: AutoencoderKL, o: AutoencoderKLCodecOptions = {}) {
     this.name = o.name ?? "autoencoder-kl";
@@ -256,11 +255,8 @@ export class AutoencoderKLCodec implements LatentCodec {
     this.scale = o.scale ?? vae.config.scaling_factor;
     this.shift = o.shift ?? vae.config.shift_factor ?? 0;
     // only the decoder's weights become initializers of the exported model
-    const decoderVariables = vae.namedVariables().filter(([name]) => name.startsWith("decoder.") || name.startsWith("post_quant_conv."));
-    this.frozenDecoder = new FrozenForward({
-      name: `${this.name}-decoder`, variables: decoderVariables, inputs: ["latents"], outputs: ["images"],
-      fn: (z) => this.decode(z as tf.Tensor4D),
-    });
+    const decoderVariables = [...vae.decoder.namedVariables("decoder"), ...(vae.post_quant_conv?.namedVariables("post_quant_conv") ?? [])];
+    this.frozenDecoder = new FrozenDecoder(this.name, decoderVariables, (z) => this.decode(z));
   }
 
   /** The raw latent distribution of images [N, H, W, 3] in [-1, 1]. */
@@ -289,13 +285,12 @@ export class AutoencoderKLCodec implements LatentCodec {
     return tf.tidy(() => this.vae.decode(tf.add(tf.div(latents, this.scale), this.shift)));
   }
 
-  async decodeFrozen(latents: tf.Tensor4D): Promise<tf.Tensor4D> {
-    const [images] = await this.frozenDecoder.run([latents]);
-    return images as tf.Tensor4D;
+  decodeFrozen(latents: tf.Tensor4D): Promise<tf.Tensor4D> {
+    return this.frozenDecoder.run(latents);
   }
 
   dispose(): void {
-    void this.frozenDecoder.dispose();
+    this.frozenDecoder.dispose();
     this.vae.dispose();
   }
 }
