@@ -60,6 +60,11 @@ export class WorldCaptions implements CaptionedImages {
     return new WorldCaptions(world, split, count, await world.cache.images(split, 0, count), tokenizer, seed);
   }
 
+  /** The same scenes (pixels rendered once) with another seed for the per-step caption draws. */
+  withSeed(seed: number): WorldCaptions {
+    return new WorldCaptions(this.world, this.split, this.size, this.pixels, this.tokenizer, seed);
+  }
+
   row(text: string): number[] {
     let r = this.rows.get(text);
     if (!r) {
@@ -126,10 +131,12 @@ export async function run(cfg: WorldClipsConfig = byScale(WORLD_CLIPS_CONFIGS), 
   const tokenizer = await ClipTokenizer.load(o);
   const root = o.ckptRoot === undefined ? fromRoot("runs", "world_clips", currentScale()) : o.ckptRoot;
   const test = await WorldCaptions.load(w, "test", cfg.testScenes, tokenizer, 0);
+  // rendered once for every CLIP: 20,000 scenes at cpu scale
+  const scenes = await WorldCaptions.load(w, "train", cfg.trainScenes, tokenizer, 0);
   const out: WorldClipResult[] = [];
   for (const c of cfg.clips) {
     if (c.spec.imageSize !== w.config.imageSize) throw new Error(`world CLIP ${c.name}: image size ${c.spec.imageSize}, the world's is ${w.config.imageSize}`);
-    const train = await WorldCaptions.load(w, "train", cfg.trainScenes, tokenizer, c.seed);
+    const train = scenes.withSeed(c.seed);
     const { model, result } = await trainClip(
       { ...CLIP_TRAIN_DEFAULTS, model: tinyClipConfig(c.spec), batch: cfg.batch, steps: cfg.steps, lr: cfg.lr, warmup: cfg.warmup, seed: c.seed, ckptEvery: cfg.ckptEvery, evalEvery: cfg.evalEvery },
       train,
