@@ -9,7 +9,7 @@ import { fromRoot } from "../lib/core/paths";
 import { setProgressSink } from "../lib/core/progress";
 import { StableDiffusion } from "../lib/diffusion/sd_pipeline";
 import { generatePairs, mergePairs, OdePairs, PairRecord } from "../lib/distill/ode_pairs";
-import { promptTokenCondition, stableDiffusionTeacher } from "../lib/distill/sd_teacher";
+import { promptTokenCondition, latentDiffusionTeacher } from "../lib/distill/sd_teacher";
 
 // The ODE-pair store with a Stable Diffusion teacher (the tiny fixture folder): token rows as conditions, and each
 // stored x is what generate() makes from the stored noise and that sample's prompt.
@@ -27,7 +27,7 @@ test("ODE pairs from a Stable Diffusion teacher: token rows in c, x equal to gen
   const teacher = { steps: 2, guidance: 5, sampler: "euler" as const, negativePrompt: "blurry" };
   const rec: PairRecord = { teacher: "tiny-sd", sampler: "euler", steps: 2, guidance: 5, seed: 1, count: 4, shardSize: 2, zShape: [8, 8, 4], cDim: 77 };
   const before = tf.memory().numTensors;
-  await generatePairs(dir, rec, stableDiffusionTeacher(sd, teacher), promptTokenCondition(sd, prompts), { batch: 2 });
+  await generatePairs(dir, rec, latentDiffusionTeacher(sd, teacher), promptTokenCondition(sd, prompts), { batch: 2 });
   assert.equal(tf.memory().numTensors, before, "the teacher leaves no tensors behind");
   const m = mergePairs(dir, rec);
   assert.equal(m.teacherEvals, 4 * 4, "2 guided steps: 4 evaluations a sample");

@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { HostTensor } from "../lib/io/host_tensor";
-import { bf16ToFloat, halfToFloat } from "../lib/io/dtype";
+import { bf16ToFloat, floatToHalf, halfToFloat } from "../lib/io/dtype";
 import { SafetensorsFile, readSafetensors, writeSafetensors } from "../lib/io/safetensors";
 import { readNpy, readNpz, writeNpy, writeNpz } from "../lib/io/npy";
 import { ZipReader, crc32, crc32Table, writeZip } from "../lib/io/zip";
@@ -343,4 +343,18 @@ test("errors name the file: truncated, wrong magic, unknown global, unknown dtyp
   len.writeBigUInt64LE(BigInt(header.length));
   fs.writeFileSync(complexSt, Buffer.concat([len, Buffer.from(header), Buffer.alloc(8)]));
   assertFails(() => new SafetensorsFile(complexSt), complexSt, /unknown dtype 'C64'/);
+});
+
+test("floatToHalf rounds to nearest even as numpy's float16 does, and inverts halfToFloat", () => {
+  // expected bits from numpy: np.array([...], np.float32).astype(np.float16).view(np.uint16)
+  const cases: Array<[number, number]> = [
+    [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65520, 0x7c00], [1e6, 0x7c00], [2 ** -24, 0x0001], [2 ** -25, 0x0000],
+    [3 * 2 ** -25, 0x0002], [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [0.1, 0x2e66], [-0, 0x8000], [6.1e-5, 0x03ff],
+  ];
+  for (const [x, bits] of cases) assert.equal(floatToHalf(x), bits, `floatToHalf(${x})`);
+  assert.equal(floatToHalf(NaN) & 0x7e00, 0x7e00);
+  for (let h = 0; h < 0x10000; h++) {
+    if ((h & 0x7c00) === 0x7c00 && h & 0x3ff) continue;
+    assert.equal(floatToHalf(halfToFloat(h)), h, `half ${h.toString(16)}`);
+  }
 });

@@ -6,10 +6,18 @@
 //       teacher-sized UNet evaluation on 8x8x32 and 16x16x32 latents, each pair measured interleaved in one run;
 //       writes figures/world_roundtrip_{64,128}.png
 //   npm run world -- preview
+//       val scenes with their canonical caption above their TAEF2 round trips (figures/world_scenes.png)
 //   npm run world -- clips
 //       train the world's two CLIPs (resumable: runs/world_clips/<scale>/) and print their zero-shot retrieval on
-//       the test split; results in runs/world_clips/<scale>/results.json
-//       val scenes with their canonical caption above their TAEF2 round trips (figures/world_scenes.png)
+//       the test split; weights to data/weights/world_clip_{text,eval}64.safetensors (cpu) and results in
+//       runs/world_clips/<scale>/results.json
+//   npm run world -- teacher
+//       train the latent text-to-image teacher (resumable: runs/t2i_teacher/<scale>/ckpt); EMA weights and loss log
+//       to data/weights/world_teacher64.* (cpu)
+//   npm run world -- report
+//       the teacher per guidance scale (DDIM): attribute accuracy, CLIP score, FID-wCLIP on the test split's captions
+//   npm run world -- pairs
+//       the teacher's ODE pairs CFG-3 and CFG-8 (resumable, shard by shard) under runs/world_pairs/<scale>/
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
@@ -24,10 +32,12 @@ import { SongUNet } from "../nn/unet";
 import { byScale, currentScale } from "../experiments/scale";
 import { run as trainWorldClips, WORLD_CLIPS_CONFIGS } from "../experiments/world_clips";
 import { codecSizeReport, T2iWorld } from "../experiments/t2i_world";
+import { makeWorldPairs, reportRows, teacherReport, trainT2iTeacher, worldPairsDir } from "../experiments/t2i_teacher";
+import { tableMarkdown } from "../viz/table";
 import { saveImageGrid } from "../viz/image_grid";
 import { Parsed, runCli, UsageError } from "./args";
 
-const COMMANDS = ["encode", "sizes", "preview", "clips"] as const;
+const COMMANDS = ["encode", "sizes", "preview", "clips", "teacher", "report", "pairs"] as const;
 
 const SPEC = {
   command: "npm run world --",
@@ -159,8 +169,23 @@ async function clips(): Promise<void> {
   console.log(`wrote ${out}`);
 }
 
+async function teacher(): Promise<void> {
+  const t = await trainT2iTeacher();
+  console.log(`world teacher: ${t.parameters.toLocaleString("en")} parameters, ${t.steps} steps in ${(t.seconds / 60).toFixed(1)} min (${t.msPerStep.toFixed(0)} ms/step), loss over the last 100 steps ${t.finalLoss.toFixed(4)}`);
+}
+
+async function report(): Promise<void> {
+  console.log(tableMarkdown(reportRows(await teacherReport())));
+}
+
+async function pairs(): Promise<void> {
+  for (const m of await makeWorldPairs()) {
+    console.log(`${worldPairsDir(m.guidance)}: ${m.count} pairs, DDIM ${m.steps} at guidance ${m.guidance}, ${m.teacherEvals.toLocaleString("en")} teacher evaluations`);
+  }
+}
+
 runCli(SPEC, async ({ flags, positionals }) => {
-  const cmds: Record<(typeof COMMANDS)[number], (f: WorldFlags) => Promise<void>> = { encode, sizes, preview, clips };
+  const cmds: Record<(typeof COMMANDS)[number], (f: WorldFlags) => Promise<void>> = { encode, sizes, preview, clips, teacher, report, pairs };
   await initEngine();
   console.log(`scale ${currentScale()}`);
   await cmds[positionals[0] as (typeof COMMANDS)[number]](flags);

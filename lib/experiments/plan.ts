@@ -4,6 +4,7 @@ import { ENVIRONMENT_CONFIGS } from "./environment";
 import { LossKind } from "./latent_optimisation";
 import { RECONSTRUCTION_CONFIGS } from "./reconstruction";
 import { Scale } from "./scale";
+import { T2I_TEACHERS } from "./t2i_teacher";
 
 // How long each notebook will take, before it runs: its experiment's config at the chosen scale (steps, sizes,
 // counts) times per-unit costs measured on the project's 2-core machine (wasm engine, 2 threads). `npm run
@@ -90,7 +91,14 @@ export const COSTS = {
    * under load average 12-18) divided by the same 2.74, less each one's estimated work. Re-measure on a quiet
    * machine (`D2G_SCALE=smoke npm run reproduce` prints each notebook's time beside its estimate).
    */
-  notebookFixedS: { "00_environment": 9, "01_latent_lpips_reconstruction": 20, "02_cifar10_convergence": 42, "05_augmentation_ablation": 27 } as Record<string, number>,
+  notebookFixedS: { "00_environment": 9, "01_latent_lpips_reconstruction": 20, "02_cifar10_convergence": 42, "03a_t2i_teacher": 30, "05_augmentation_ablation": 27 } as Record<string, number>,
+  /**
+   * The world teacher (4.2M-parameter UNet2DConditionModel on 8x8x32 latents, 77 context tokens): one UNet
+   * evaluation of one sample inside a batch of 100 rows (50 guided), ms, and per sampled image the TAEF2 decode and
+   * the scoring (attribute scorer, eval CLIP), ms. PLACEHOLDER_TEACHER_COSTS
+   */
+  worldTeacherEvalMs: 6,
+  worldImageScoreMs: 20,
 };
 
 const fixed = (notebook: string): PlanPart => ({ what: "kernel, engine, weights, figures", seconds: COSTS.notebookFixedS[notebook] ?? 0 });
@@ -169,10 +177,29 @@ function convergencePlan(scale: Scale): Estimate {
   };
 }
 
+/** At cpu scale the CLIPs and the teacher are committed: the report and the pairs are the work. */
+function worldTeacherPlan(scale: Scale): Estimate {
+  const t = T2I_TEACHERS[scale];
+  const r = t.report;
+  const nfe = (g: number) => (g > 1 ? 2 : 1) * r.steps;
+  const p = t.pairs;
+  const reportS = (r.prompts * (r.guidances.reduce((a, g) => a + nfe(g), 0) * COSTS.worldTeacherEvalMs + (r.guidances.length + 1) * COSTS.worldImageScoreMs)) / 1000;
+  const pairsS = (p.count * p.guidances.reduce((a, g) => a + nfe(g), 0) * COSTS.worldTeacherEvalMs) / 1000;
+  return {
+    summary: `guidance ${r.guidances.join(", ")} on ${r.prompts} test captions (DDIM ${r.steps}), ${p.count} ODE pairs each at guidance ${p.guidances.join(" and ")}`,
+    parts: [
+      fixed("03a_t2i_teacher"),
+      { what: `guidance sweep: ${r.prompts} samples at each of ${r.guidances.join(", ")}, scored`, seconds: reportS },
+      { what: `ODE pairs: ${p.count} x ${p.guidances.length} (DDIM ${p.steps}, guided)`, seconds: pairsS },
+    ],
+  };
+}
+
 const PLANS: Record<string, (scale: Scale) => Estimate> = {
   "00_environment": environmentPlan,
   "01_latent_lpips_reconstruction": reconstructionPlan,
   "02_cifar10_convergence": convergencePlan,
+  "03a_t2i_teacher": worldTeacherPlan,
   "05_augmentation_ablation": ablationPlan,
 };
 

@@ -1,9 +1,13 @@
+import * as fs from "fs";
+import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { fromRoot } from "../core/paths";
 import { Rng } from "../core/random";
 import { clipNormalize } from "../data/clip_image";
 import { ClipTokenizer } from "../data/clip_tokenizer";
 import { DataOptions } from "../data/fetch";
+import { toFloat16 } from "../io/dtype";
+import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import { u8ToUnit } from "../data/images";
 import { canonicalCaption } from "../data/scene_captions";
 import { Split } from "../data/scenes";
@@ -37,18 +41,43 @@ const MICRO: TinyClipSpec = {
 };
 
 export const WORLD_CLIPS_CONFIGS: Record<Scale, WorldClipsConfig> = {
-  smoke: { clips: [{ name: "micro", spec: MICRO, seed: 1 }], batch: 16, steps: 4, lr: 3e-3, warmup: 2, evalEvery: 4, ckptEvery: 2, trainScenes: 32, testScenes: 16, group: 8 },
-  // not yet run at this size: at about 1 (text) and 4 (eval) CPU-seconds per step of 64 (train_clip.ts), 2,000
-  // steps are roughly 3 hours of CPU for the pair on the wasm engine
+  smoke: { clips: [{ name: "text", spec: MICRO, seed: 1 }, { name: "eval", spec: { ...MICRO, act: "gelu" }, seed: 2 }], batch: 16, steps: 4, lr: 3e-3, warmup: 2, evalEvery: 4, ckptEvery: 2, trainScenes: 32, testScenes: 16, group: 8 },
+  // 0.24 s (text) and 0.43 s (eval) per step of 64 on two cores (wasm engine): about 25 minutes for the pair
   cpu: {
     clips: [{ name: "text", spec: PAIR.text, seed: 11 }, { name: "eval", spec: PAIR.eval, seed: 22 }],
-    batch: 64, steps: 2000, lr: 1e-3, warmup: 100, evalEvery: 250, ckptEvery: 100, trainScenes: 20_000, testScenes: 2000, group: 10,
+    batch: 64, steps: 2000, lr: 1e-3, warmup: 100, evalEvery: 250, ckptEvery: 100, trainScenes: 11_500, testScenes: 2000, group: 10,
   },
   paper: {
     clips: [{ name: "text", spec: PAIR.text, seed: 11 }, { name: "eval", spec: PAIR.eval, seed: 22 }],
-    batch: 256, steps: 10_000, lr: 1e-3, warmup: 500, evalEvery: 1000, ckptEvery: 500, trainScenes: 20_000, testScenes: 2000, group: 10,
+    batch: 256, steps: 10_000, lr: 1e-3, warmup: 500, evalEvery: 1000, ckptEvery: 500, trainScenes: 11_500, testScenes: 2000, group: 10,
   },
 };
+
+/**
+ * Where a world CLIP's weights live: committed under data/weights/ at cpu scale (and paper, whose world is the cpu
+ * one), in float16 (7 MB each; the token table of 49,408 x 64 is most of it); under runs/ at smoke scale.
+ */
+export function worldClipFile(name: string, scale: Scale = currentScale()): string {
+  return scale === "smoke" ? fromRoot("runs", "world_clips", "smoke", `${name}.safetensors`) : fromRoot("data", "weights", `world_clip_${name}64.safetensors`);
+}
+
+/** Write a trained CLIP as float16 with its spec and results in the metadata. */
+export async function saveWorldClip(file: string, model: ClipModel, meta: { spec: TinyClipSpec; result: Omit<WorldClipResult, "history"> }): Promise<void> {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeSafetensors(file, toFloat16(await model.stateDict()), { spec: JSON.stringify(meta.spec), result: JSON.stringify(meta.result) });
+}
+
+/** A world CLIP from its weights file (worldClipFile); the caller disposes it. */
+export function loadWorldClip(name: string, scale: Scale = currentScale()): { model: ClipModel; spec: TinyClipSpec; result: Omit<WorldClipResult, "history"> } {
+  const file = worldClipFile(name, scale);
+  if (!fs.existsSync(file)) throw new Error(`${file}: world CLIP '${name}' not found; train the world's CLIPs with: D2G_SCALE=${scale} npm run world -- clips`);
+  const { tensors, metadata } = readSafetensors(file);
+  if (!metadata.spec) throw new Error(`${file}: no 'spec' in the safetensors metadata; expected a file written by the world CLIPs' training`);
+  const spec = JSON.parse(metadata.spec) as TinyClipSpec;
+  const model = new ClipModel(tinyClipConfig(spec), new Rng(0));
+  model.loadStateDict(tensors, { source: file });
+  return { model, spec, result: JSON.parse(metadata.result ?? "{}") };
+}
 
 /** The world's scenes as CaptionedImages: rendered images and, per step and scene, one of its captions. */
 export class WorldCaptions implements CaptionedImages {
@@ -117,11 +146,16 @@ export interface WorldClipResult {
   chance: number;
   history: Array<Record<string, number>>;
   secondsPerStep: number;
+  /** Wall time of the whole training, resumed parts included, and its steps. */
+  seconds: number;
+  steps: number;
 }
 
 export interface WorldClipsRunOptions extends DataOptions {
   /** Checkpoints go to <ckptRoot>/<clip name>; default runs/world_clips/<scale>; null: not resumable. */
   ckptRoot?: string | null;
+  /** Where each trained CLIP's weights go; default worldClipFile(name) at the current scale; null: not written. */
+  weightsFile?: ((name: string) => string) | null;
   /** Keep the trained models (the caller disposes them); default: disposed. */
   keep?: (name: string, model: ClipModel) => void;
 }
@@ -146,7 +180,12 @@ export async function run(cfg: WorldClipsConfig = byScale(WORLD_CLIPS_CONFIGS), 
         evaluate: async (m) => ({ retrieval: groupRetrieval(m, test, cfg.testScenes, cfg.group) }),
       },
     );
-    out.push({ name: c.name, parameters: model.numParameters(), retrieval: groupRetrieval(model, test, cfg.testScenes, cfg.group), chance: 1 / cfg.group, history: result.history, secondsPerStep: result.secondsPerStep });
+    const r: WorldClipResult = { name: c.name, parameters: model.numParameters(), retrieval: groupRetrieval(model, test, cfg.testScenes, cfg.group), chance: 1 / cfg.group, history: result.history, secondsPerStep: result.secondsPerStep, seconds: result.seconds, steps: cfg.steps };
+    out.push(r);
+    if (o.weightsFile !== null) {
+      const { history: _, ...summary } = r;
+      await saveWorldClip(o.weightsFile?.(c.name) ?? worldClipFile(c.name), model, { spec: c.spec, result: summary });
+    }
     if (o.keep) o.keep(c.name, model);
     else model.dispose();
   }

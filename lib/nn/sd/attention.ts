@@ -19,10 +19,13 @@ export interface AttentionOptions {
   groupNorm?: { groups: number; eps: number };
 }
 
-/** softmax(q k^T / sqrt(d)) v for one head, q [L, d], k and v [S, d]; q is scaled first (L d products, not L S). */
-function headAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, scale: number): tf.Tensor2D {
-  return tf.tidy(() => tf.matMul(tf.softmax(tf.matMul(tf.mul(q, scale), k, false, true)), v));
-}
+/**
+ * (image, head) pairs per batched product: their L x S scores together stay under 2^24 floats (64 MB). SD1.5's
+ * first level (L = S = 4096) gets one pair at a time; a tiny teacher's 8 x 8 latents against 77 tokens, all pairs
+ * of a batch at once. Looping pair by pair at small sizes cost a slice per pair, and a slice's gradient is a
+ * zero-padded copy of the whole input: thousands of them for a training batch (wasm ran out of memory at 64).
+ */
+const SCORE_BUDGET = 1 << 24;
 
 export class Attention extends Module {
   group_norm?: GroupNorm;
@@ -47,33 +50,29 @@ export class Attention extends Module {
     this.to_out = [new Linear(inner, o.queryDim, rng)];
   }
 
-  /**
-   * x [N, L, queryDim], context [N, S, crossAttentionDim] (or none: self-attention) -> [N, L, queryDim].
-   * Each (image, head) pair is one pair of 2-D matMuls: batched matMul is much slower on wasm, and one head's
-   * L x S scores (4096^2 floats = 64 MB for SD1.5's first level) are freed before the next head's are made.
-   */
+  /** x [N, L, queryDim], context [N, S, crossAttentionDim] (or none: self-attention) -> [N, L, queryDim]. */
   forward(x: tf.Tensor3D, context?: tf.Tensor3D): tf.Tensor3D {
     return tf.tidy(() => {
       const [n, l] = x.shape;
       const ctx = context ?? x;
       const s = ctx.shape[1];
-      const d = this.dimHead;
-      const q = this.to_q.forward(x);
-      const k = this.to_k.forward(ctx);
-      const v = this.to_v.forward(ctx);
-      const rows: tf.Tensor2D[] = [];
-      for (let b = 0; b < n; b++) {
-        const heads: tf.Tensor2D[] = [];
-        for (let h = 0; h < this.heads; h++) {
-          const part = (t: tf.Tensor3D, len: number) => tf.reshape(tf.slice(t, [b, 0, h * d], [1, len, d]), [len, d]) as tf.Tensor2D;
-          heads.push(headAttention(part(q, l), part(k, s), part(v, s), 1 / Math.sqrt(d)));
-        }
-        rows.push(heads.length === 1 ? heads[0] : tf.concat(heads, 1));
+      const [h, d] = [this.heads, this.dimHead];
+      // [N, len, H d] -> [N H, len, d]: one matrix per (image, head)
+      const perHead = (t: tf.Tensor3D, len: number) => tf.reshape(tf.transpose(tf.reshape(t, [n, len, h, d]), [0, 2, 1, 3]), [n * h, len, d]) as tf.Tensor3D;
+      // q is scaled first: L d products, not L S
+      const q = perHead(tf.mul(this.to_q.forward(x), 1 / Math.sqrt(d)) as tf.Tensor3D, l);
+      const k = perHead(this.to_k.forward(ctx), s);
+      const v = perHead(this.to_v.forward(ctx), s);
+      const chunk = Math.max(1, Math.floor(SCORE_BUDGET / (l * s)));
+      const parts: tf.Tensor3D[] = [];
+      for (let b = 0; b < n * h; b += chunk) {
+        const m = Math.min(chunk, n * h - b);
+        const take = (t: tf.Tensor3D, len: number) => (m === n * h ? t : (tf.slice(t, [b, 0, 0], [m, len, d]) as tf.Tensor3D));
+        // softmax(q k^T / sqrt(d)) v
+        parts.push(tf.matMul(tf.softmax(tf.matMul(take(q, l), take(k, s), false, true)), take(v, s)));
       }
-      // a one-row stack as expandDims: tfjs hands the gradient of a one-output unstack a lone dy where it expects a
-      // list, so a gradient of a gradient through tf.stack([row]) fails (single-sample R1 takes one)
-      const a = (rows.length === 1 ? tf.expandDims(rows[0], 0) : tf.stack(rows)) as tf.Tensor3D;
-      return this.to_out[0].forward(a);
+      const o = parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+      return this.to_out[0].forward(tf.reshape(tf.transpose(tf.reshape(o, [n, h, l, d]), [0, 2, 1, 3]), [n, l, h * d]) as tf.Tensor3D);
     });
   }
 
