@@ -161,7 +161,7 @@ async function clips(): Promise<void> {
   const cfg = byScale(WORLD_CLIPS_CONFIGS);
   const results = await trainWorldClips(cfg);
   for (const r of results) {
-    console.log(`CLIP ${r.name}: ${r.parameters.toLocaleString("en")} parameters, ${cfg.steps} steps of ${cfg.batch} (${r.secondsPerStep.toFixed(2)} s/step); test-split retrieval top-1 in groups of ${cfg.group}: ${(100 * r.retrieval).toFixed(1)}% (chance ${(100 * r.chance).toFixed(1)}%)`);
+    console.log(`CLIP ${r.name}: ${r.parameters.toLocaleString("en")} parameters, ${r.steps} steps of ${cfg.batch} in ${(r.seconds / 60).toFixed(1)} min (${(r.seconds / r.steps).toFixed(2)} s/step, evaluations included); test-split retrieval top-1 in groups of ${cfg.group}: ${(100 * r.retrieval).toFixed(1)}% (chance ${(100 * r.chance).toFixed(1)}%)`);
   }
   const out = fromRoot("runs", "world_clips", currentScale(), "results.json");
   fs.mkdirSync(path.dirname(out), { recursive: true });

@@ -102,7 +102,7 @@ const TRAINING: Omit<LatentDiffusionTrainConfig, "unet" | "batch" | "steps"> = {
 };
 
 const CPU: T2iTeacherSpec = {
-  training: { ...TRAINING, unet: WORLD_TEACHER_UNET, batch: 64, steps: 2000 },
+  training: { ...TRAINING, unet: WORLD_TEACHER_UNET, batch: 64, steps: 3000 },
   trainScenes: 11_500,
   weights: fromRoot("data", "weights", "world_teacher64.safetensors"),
   report: { prompts: 300, guidances: [1, 3, 8], steps: 50, batch: 50, seed: 7, reference: 2000 },

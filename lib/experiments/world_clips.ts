@@ -43,8 +43,9 @@ const MICRO: TinyClipSpec = {
 
 export const WORLD_CLIPS_CONFIGS: Record<Scale, WorldClipsConfig> = {
   smoke: { clips: [{ name: "text", spec: MICRO, seed: 1 }, { name: "eval", spec: { ...MICRO, act: "gelu" }, seed: 2 }], batch: 16, steps: 4, lr: 3e-3, warmup: 2, evalEvery: 4, ckptEvery: 2, trainScenes: 32, testScenes: 16, group: 8 },
-  // 0.68 s (text) and 1.35 s (eval) per step of 64 with 77-token captions on two cores (wasm engine): the text CLIP
-  // 2,000 steps (23 min), the eval CLIP 600 (its test retrieval was 97.5% at step 400 of a 2,000-step run)
+  // 0.69 s (text) and 0.90 s (eval) per step of 64 with 77-token captions on two cores (wasm engine, evaluations
+  // included): the text CLIP 2,000 steps (23 min), the eval CLIP 600 (9 min; its test retrieval was 97.5% at step
+  // 400 of an earlier 2,000-step run, stopped for time)
   cpu: {
     clips: [{ name: "text", spec: PAIR.text, seed: 11 }, { name: "eval", spec: PAIR.eval, seed: 22, steps: 600 }],
     batch: 64, steps: 2000, lr: 1e-3, warmup: 100, evalEvery: 250, ckptEvery: 100, trainScenes: 11_500, testScenes: 2000, group: 10,

@@ -107,8 +107,8 @@ export function tinyClipConfig(s: TinyClipSpec): ClipConfig {
  *    (ViT-g-14 has 4.3637), an 8 x 8 patch grid (65 tokens) that can see where objects are, another seed.
  * The image towers differ in patch size, head width, MLP and activation, so the judge does not share the text
  * CLIP's tokenisation or its blind spots; both stay ViTs built by the same code, so the official loaders, the
- * preprocessing and every test cover both. One step at 64 px, batch 64, 77-token captions takes 0.68 s (text) and
- * 1.35 s (eval) on two cores (wasm engine).
+ * preprocessing and every test cover both. One step at 64 px, batch 64, 77-token captions takes 0.69 s (text) and
+ * 0.90 s (eval) on two cores (wasm engine).
  */
 export function worldClipPair(imageSize: number, contextLength = 77): { text: TinyClipSpec; eval: TinyClipSpec } {
   if (imageSize % 8 !== 0) throw new Error(`worldClipPair: image size ${imageSize} is not a multiple of 8`);
