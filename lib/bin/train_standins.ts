@@ -221,7 +221,7 @@ async function trainClassifier(job: ClassifierJob): Promise<JobResult> {
     ckptEvery: 100,
     vars: { ...Object.fromEntries(named), ...adamVariables(opt) },
     rngs: {},
-    extraState: { save: () => ({ adamStep: opt.step }), load: (s) => (opt.step = Number(s.adamStep)) },
+    extraState: opt.checkpointState,
     step: (i) => {
       // augmentation draws depend only on (seed, step), so a resumed run sees the same batches
       const aug = { rng: new Rng((cfg.seed * 7919 + i) >>> 0), flip: cfg.flip, pad: cfg.pad };

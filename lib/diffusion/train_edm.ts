@@ -71,7 +71,7 @@ export async function trainEdm(cfg: EdmTrainConfig, data: LabelledData, ckptDir?
     ckptEvery: cfg.ckptEvery,
     vars,
     rngs: { noise: noiseRng, dropout: dropoutRng },
-    extraState: { save: () => ({ adamStep: adam.step }), load: (s) => (adam.step = s.adamStep as number) },
+    extraState: adam.checkpointState,
     step(i) {
       const { x, labels } = data.batch(batchIndices(cfg.seed, data.size, cfg.batch, i, permCache));
       const { loss, grads } = lossAndGrads(() => edmLoss(raw, x, labels, noiseRng, cfg.loss), params);

@@ -76,7 +76,7 @@ export async function trainLatentDiffusion(cfg: LatentDiffusionTrainConfig, data
     ckptEvery: cfg.ckptEvery,
     vars,
     rngs: { noise: noiseRng, drop: dropRng },
-    extraState: { save: () => ({ adamStep: adam.step }), load: (s) => (adam.step = s.adamStep as number) },
+    extraState: adam.checkpointState,
     step(i) {
       const { x, ids } = data.batch(batchIndices(cfg.seed, data.size, cfg.batch, i, order), i);
       const n = x.shape[0];

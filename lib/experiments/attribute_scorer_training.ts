@@ -169,7 +169,7 @@ export async function trainAttributeScorer(scorer: AttributeScorer, data: Scorer
     ckptEvery: 100,
     vars: { ...Object.fromEntries(named), ...adamVariables(opt) },
     rngs: {},
-    extraState: { save: () => ({ adamStep: opt.step }), load: (s) => (opt.step = Number(s.adamStep)) },
+    extraState: opt.checkpointState,
     step: (i) => {
       const idx = batchIndices(cfg.seed, data.scenes.length, cfg.batch, i, order);
       // flips depend only on (seed, step), so a resumed run sees the same batches

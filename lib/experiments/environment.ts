@@ -141,7 +141,7 @@ export async function run(config: EnvironmentConfig = environmentConfig(), dir =
     ckptEvery: config.ckptEvery,
     vars,
     rngs: { data: rng },
-    extraState: { save: () => ({ adamStep: adam.step }), load: (s) => void (adam.step = s.adamStep as number) },
+    extraState: adam.checkpointState,
     step() {
       const { x, y } = toTensors(syntheticBatch(rng, config.batch));
       const { loss, grads } = lossAndGrads(() => tf.losses.softmaxCrossEntropy(y, net.forward(x)) as tf.Scalar, params);

@@ -33,6 +33,14 @@ export class Adam {
     this.v = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p), false)));
   }
 
+  /** runTraining's extraState: the step count (the bias corrections need it) saved and restored with the moments. */
+  readonly checkpointState = {
+    save: (): Record<string, unknown> => ({ adamStep: this.step }),
+    load: (s: Record<string, unknown>): void => {
+      this.step = Number(s.adamStep);
+    },
+  };
+
   /**
    * One update from gradients aligned with `params`; lr overrides the configured rate (for schedules).
    * Returns the global gradient norm before clipping.

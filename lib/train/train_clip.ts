@@ -158,7 +158,7 @@ export async function trainClip(cfg: ClipTrainConfig, data: CaptionedImages, o: 
     ckptEvery: cfg.ckptEvery,
     vars,
     rngs: {},
-    extraState: { save: () => ({ adamStep: adam.step }), load: (s) => (adam.step = s.adamStep as number) },
+    extraState: adam.checkpointState,
     step(i) {
       const { images, ids } = data.batch(batchIndices(dataSeed, data.size, cfg.batch, i, order), i);
       const { loss, grads } = lossAndGrads(() => tf.tidy(() => clipContrastiveLoss(model.logits(model.embed(clipNormalize(images), ids)))), params);
