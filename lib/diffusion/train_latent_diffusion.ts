@@ -36,6 +36,11 @@ export interface LatentDiffusionTrainConfig {
   /** AdamW decay on tensors of rank >= 2 (diffusers' default adam_weight_decay 1e-2). */
   weightDecay: number;
   clipNorm: number;
+  /**
+   * From this step on the UNet learns v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022; SD 2.x's
+   * "v_prediction") instead of eps; null: eps throughout, as SD1.5. Its scheduler config must say which.
+   */
+  vPredictionFrom: number | null;
   /** Fraction of captions replaced by the empty one (10%, as for guidance in SD and Imagen). */
   captionDropout: number;
   emaHalflifeImages: number;
@@ -93,8 +98,10 @@ export async function trainLatentDiffusion(cfg: LatentDiffusionTrainConfig, data
             const a = tf.tensor4d(t.map((k) => Math.sqrt(abar[k])), [n, 1, 1, 1]);
             const s = tf.tensor4d(t.map((k) => Math.sqrt(1 - abar[k])), [n, 1, 1, 1]);
             const xt = tf.add(tf.mul(a, x), tf.mul(s, eps)) as tf.Tensor4D;
-            // L = E || eps - eps_theta(x_t, t, c) ||^2
-            return tf.mean(tf.square(tf.sub(unet.forward(xt, tf.tensor1d(t, "float32"), text.lastHiddenState), eps))) as tf.Scalar;
+            // v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0
+            const target = cfg.vPredictionFrom !== null && i >= cfg.vPredictionFrom ? tf.sub(tf.mul(a, eps), tf.mul(s, x)) : eps;
+            // L = E || target - net_theta(x_t, t, c) ||^2
+            return tf.mean(tf.square(tf.sub(unet.forward(xt, tf.tensor1d(t, "float32"), text.lastHiddenState), target))) as tf.Scalar;
           }),
         params,
       );
