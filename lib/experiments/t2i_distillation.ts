@@ -12,6 +12,7 @@ import { generateUNet2D } from "../distill/generator";
 import { clipTokenCondition, OdePairs, PairManifest } from "../distill/ode_pairs";
 import { RegressionLossName } from "../distill/regression";
 import { HostTensor } from "../io/host_tensor";
+import { ATTRIBUTE_SCORER_WEIGHTS } from "../metrics/attribute_scorer";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import { LatentCodec, taef2Codec } from "../nn/latent_codec";
 import { saveUNet2DConditionModel } from "../nn/sd/load";
@@ -24,7 +25,8 @@ import { Claim, committedTableIfAny, numberIn } from "./claims";
 import { RELEASED_PRESET } from "./reconstruction";
 import { decodeClipped, loadPerceptualNets, PerceptualNets } from "./reconstruction_eval";
 import { byScale, currentScale, Scale } from "./scale";
-import { ensureWorldTeacher, loadT2iTeacher, makeWorldPairs, promptNoise, T2I_TEACHERS, teacherTag, WORLD_SCHEDULER_CONFIG, worldPairsDir } from "./t2i_teacher";
+import { ensureWorldTeacher, loadT2iTeacher, makeWorldPairs, promptNoise, T2I_TEACHERS, WORLD_SCHEDULER_CONFIG, weightsTag, worldPairsDir } from "./t2i_teacher";
+import { worldClipFile } from "./world_clips";
 import { JudgedRun, Judgement, judgementColumns, JudgesConfig, WorldJudges } from "./world_judges";
 
 // Notebook 03: Diffusion2GAN distils the text-to-image teacher (issue #16). At cpu scale the teacher is the
@@ -260,8 +262,10 @@ export class T2iDistillation {
     readonly nets: PerceptualNets,
     readonly codec: LatentCodec,
     readonly judges: WorldJudges,
-    /** Keys every stored result: the teacher's weights, the pairs, the perceptual trunks. */
+    /** Keys every trained arm: the teacher's and its text encoder's weights, the pairs, the perceptual trunks. */
     private readonly provenance: Record<string, string>,
+    /** Keys every score besides: the eval CLIP's and the attribute scorer's weights. */
+    private readonly judgesTag: string,
   ) {
     for (const m of manifests) this.pairs.set(m.guidance, OdePairs.open(worldPairsDir(m.guidance, scale), clipTokenCondition(teacher.textEncoder)));
   }
@@ -290,11 +294,13 @@ export class T2iDistillation {
       const codec = await taef2Codec();
       const judges = await WorldJudges.load(scale, config.evaluation);
       const provenance = {
-        teacher: teacherTag(T2I_TEACHERS[scale].weights),
+        teacher: weightsTag(T2I_TEACHERS[scale].weights),
+        textEncoder: weightsTag(worldClipFile("text", scale)),
         pairs: settingsKey(manifests.map((m) => m.shards.map((s) => s.sha256))),
         nets: settingsKey([nets.latentTrunk, nets.lpipsTrunk]),
       };
-      return new T2iDistillation(config, scale, o.base ?? runDir(scale, "t2i_distillation"), teacher, manifests, nets, codec, judges, provenance);
+      const judgesTag = `${weightsTag(worldClipFile("eval", scale))}-${weightsTag(ATTRIBUTE_SCORER_WEIGHTS)}`;
+      return new T2iDistillation(config, scale, o.base ?? runDir(scale, "t2i_distillation"), teacher, manifests, nets, codec, judges, provenance, judgesTag);
     });
   }
 
@@ -328,7 +334,7 @@ export class T2iDistillation {
   teacherRow(guidance: number): Promise<TeacherRow> {
     return interruptible(async () => {
       const e = this.config.evaluation;
-      const dir = path.join(this.base, `teacher-cfg-${guidance}-${settingsKey({ e, steps: this.config.pairSteps, teacher: this.provenance.teacher })}`);
+      const dir = path.join(this.base, `teacher-cfg-${guidance}-${settingsKey({ e, steps: this.config.pairSteps, teacher: this.provenance.teacher, textEncoder: this.provenance.textEncoder, judges: this.judgesTag })}`);
       const file = path.join(dir, "latents.safetensors");
       const row = await cachedResult(path.join(dir, "judged.json"), async () => {
         const parts: Float32Array[] = [];
@@ -396,7 +402,7 @@ export class T2iDistillation {
       // the teacher's latents at the arm's guidance are the target of its correspondence
       await this.teacherRow(arm.guidance);
       const dir = this.armDir(arm);
-      return cachedResult(path.join(dir, `scores-${settingsKey(this.config.evaluation)}.json`), async () => {
+      return cachedResult(path.join(dir, `scores-${settingsKey({ e: this.config.evaluation, judges: this.judgesTag })}.json`), async () => {
         const net = await this.generator(arm);
         try {
           const file = path.join(dir, "generator.safetensors");
@@ -474,7 +480,7 @@ export class T2iDistillation {
       for (const a of this.arms().filter((x) => x.table === "ladder" && HEADLINE_RUNGS.includes(x.rung))) headline.push(await this.arm(a));
       const full = this.armById(`ladder-${HEADLINE_RUNGS[1]}`);
       const e = this.config.evaluation;
-      const other = await cachedResult(path.join(this.armDir(full), `floor-${settingsKey(e)}.json`), async () => {
+      const other = await cachedResult(path.join(this.armDir(full), `floor-${settingsKey({ e, judges: this.judgesTag })}.json`), async () => {
         const net = await this.generator(full);
         try {
           return (await this.judgeStudent(`${full.id}: judged on other noise`, net, full.cfg, e.floorSeed)).judged;
@@ -587,11 +593,12 @@ export const PAPER_LADDER = [
 const r3 = (v: number) => Math.round(1000 * v) / 1000;
 
 function correspondenceColumns(c: Correspondence | undefined): Row {
-  return { "LatentLPIPS to teacher": c ? r3(c.latentLpips) : null, "E-LatentLPIPS to teacher": c ? r3(c.eLatentLpips) : null, "LPIPS to teacher": c ? r3(c.lpips) : null };
+  return { "LatentLPIPS to teacher": c ? r3(c.latentLpips) : "", "E-LatentLPIPS to teacher": c ? r3(c.eLatentLpips) : "", "LPIPS to teacher": c ? r3(c.lpips) : "" };
 }
 
 function teacherTableRow(t: TeacherRow, steps: number, first: string): Row {
-  return { [first]: `teacher, DDIM ${steps} (CFG-${t.guidance})`, seed: null, steps: null, NFE: t.judged.nfe, ...judgementColumns(t.judged), "ms/step": null, ...correspondenceColumns(undefined), "paper FID": null, "paper CLIP": null };
+  // (blank where a column is about training)
+  return { [first]: `teacher, DDIM ${steps} (CFG-${t.guidance})`, seed: "", steps: "", NFE: t.judged.nfe, ...judgementColumns(t.judged), "ms/step": "", ...correspondenceColumns(undefined), "paper FID": "", "paper CLIP": "" };
 }
 
 function armColumns(r: ArmResult): Row {
@@ -617,26 +624,25 @@ export function ladderRows(t: { teacher: TeacherRow; arms: ArmResult[] }, pairSt
   ];
 }
 
-/** The metrics whose noise floor is stated, as the tables name them. */
-const FLOOR_METRICS = ["FID-wCLIP", "CLIP score (eval CLIP)", "all objects right %", "shape %", "colour %"] as const;
+/** The metrics whose noise floor is stated, as the tables name them; the last three only over seeds (their target, the teacher's output, exists for the evaluation's own noise). */
+const FLOOR_METRICS = ["FID-wCLIP", "CLIP score (eval CLIP)", "all objects right %", "shape %", "colour %", "LatentLPIPS to teacher", "E-LatentLPIPS to teacher", "LPIPS to teacher"] as const;
 
 /**
  * (d) The noise floor of each metric (figures/03_noise_floor.csv): the full recipe judged on two noise draws (the
  * evaluation's own noise), and each headline row's spread over training seeds (max - min).
  */
 export function noiseFloorRows(f: NoiseFloor): Row[] {
-  const cols = (j: Judgement) => judgementColumns(j);
-  const [a, b] = f.evaluation.map(cols);
+  const [a, b] = f.evaluation.map((j) => judgementColumns(j));
   const spread = (rung: number) => {
-    const rows = f.headline.filter((r) => r.arm.rung === rung).map((r) => cols(r.judged));
-    return (m: string) => (rows.length < 2 ? null : Math.round(100 * (Math.max(...rows.map((r) => Number(r[m]))) - Math.min(...rows.map((r) => Number(r[m]))))) / 100);
+    const rows = f.headline.filter((r) => r.arm.rung === rung).map(armColumns);
+    return (m: string) => (rows.length < 2 ? "" : r3(Math.max(...rows.map((r) => Number(r[m]))) - Math.min(...rows.map((r) => Number(r[m])))));
   };
   const [s0, s5] = HEADLINE_RUNGS.map(spread);
   return FLOOR_METRICS.map((m) => ({
     metric: m,
-    "evaluation noise |difference|": Math.round(100 * Math.abs(Number(a[m]) - Number(b[m]))) / 100,
+    "evaluation noise |difference|": m in a ? r3(Math.abs(Number(a[m]) - Number(b[m]))) : "",
     [`${DISCRIMINATOR_LADDER[HEADLINE_RUNGS[0]]}: seed spread`]: s0(m),
-    [`full recipe: seed spread`]: s5(m),
+    "full recipe: seed spread": s5(m),
     seeds: new Set(f.headline.map((r) => r.seed)).size,
   }));
 }

@@ -232,8 +232,8 @@ export interface TeacherReport {
   figure: { n: number; size: number; images: Record<string, number[]> };
 }
 
-/** The sha256 (12 hex digits) of a teacher's weights file: keys every cached result made with it. */
-export function teacherTag(weights: string): string {
+/** The sha256 (12 hex digits) of a weights file: keys every cached result made with it. */
+export function weightsTag(weights: string): string {
   return crypto.createHash("sha256").update(fs.readFileSync(weights)).digest("hex").slice(0, 12);
 }
 
@@ -251,7 +251,7 @@ export async function teacherReport(scale: Scale = currentScale(), o: { weights?
   const r = spec.report;
   const weights = o.weights ?? spec.weights;
   if (!fs.existsSync(weights)) throw new Error(`${weights}: the world's teacher is missing; train it with: D2G_SCALE=${scale} npm run world -- teacher`);
-  const dir = fromRoot("runs", "t2i_teacher", scale, `report-${teacherTag(weights)}`);
+  const dir = fromRoot("runs", "t2i_teacher", scale, `report-${weightsTag(weights)}`);
   const figN = Math.min(o.figureCount ?? 8, r.prompts);
   const codec = await taef2Codec();
   const teacher = await loadT2iTeacher(scale, weights);
