@@ -8,7 +8,7 @@ import { initEngine } from "../lib/backend/engine";
 import { ClipTokenizer } from "../lib/data/clip_tokenizer";
 import { trainLatentDiffusion } from "../lib/diffusion/train_latent_diffusion";
 import { OdePairs } from "../lib/distill/ode_pairs";
-import { loadT2iTeacher, makeWorldPairs, T2I_TEACHERS, teacherReport, trainT2iTeacher, WorldLatents, worldPairsDir, worldTextEncoder } from "../lib/experiments/t2i_teacher";
+import { loadT2iTeacher, makeWorldPairs, T2I_TEACHERS, teacherReport, trainT2iTeacher, WORLD_SCHEDULER_CONFIG, WorldLatents, worldPairsDir, worldSchedulerConfig, worldTextEncoder } from "../lib/experiments/t2i_teacher";
 import { T2iWorld } from "../lib/experiments/t2i_world";
 import { loadWorldClip, run as trainWorldClips, WORLD_CLIPS_CONFIGS, worldClipFile } from "../lib/experiments/world_clips";
 import { taef2Codec } from "../lib/nn/latent_codec";
@@ -25,6 +25,11 @@ before(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "d2g-t2i-teacher-"));
   // the smoke scale's CLIPs, where the teacher and its report look for them
   await trainWorldClips(WORLD_CLIPS_CONFIGS.smoke, world, { ckptRoot: path.join(tmp, "clips"), weightsFile: (name) => worldClipFile(name, "smoke") });
+});
+
+test("every scale's teacher ends on the prediction type of the world's scheduler config", () => {
+  for (const scale of ["smoke", "cpu", "paper"] as const) assert.deepEqual(worldSchedulerConfig(T2I_TEACHERS[scale].training), WORLD_SCHEDULER_CONFIG, scale);
+  assert.equal(WORLD_SCHEDULER_CONFIG.prediction_type, "v_prediction");
 });
 
 test("world latents: the cached latents of the scenes asked for, one of each scene's own captions, seeded by step", async () => {

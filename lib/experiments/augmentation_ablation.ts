@@ -11,6 +11,7 @@ import { ASTRONAUT, optimiseEach, reconstructionConfig, RELEASED_PRESET, targetR
 import { PerceptualNets } from "./reconstruction_eval";
 import { subtitle } from "./reconstruction_report";
 import { byScale, currentScale, Scale } from "./scale";
+import { PAPER_REGRESSION_ABLATION } from "./t2i_distillation";
 
 // Notebook 05: which augmentations make E-LatentLPIPS work? The latent reconstruction of notebook 01
 // (lib/experiments/reconstruction.ts) on several photographs from several seeds, once per augmentation variant
@@ -174,13 +175,6 @@ export function resultImages(r: AblationResult): { images: HostTensor; captions:
 
 // ---- the Result section ----
 
-/**
- * PAPER.md "Pieces": the regression-loss ablation of the paper (SD-CFG-3, 20k iterations, FID): plain LatentLPIPS
- * 67.17 against E-LatentLPIPS 22.95. The paper names no per-augmentation numbers; the released default preset is bg
- * and which preset the paper distilled with is [NF] (a secondary note: "geometric + cutout").
- */
-export const PAPER_REGRESSION_FID = { latentLpips: 67.17, eLatentLpips: 22.95 };
-
 /** The committed cpu-scale table of every pair, or undefined before notebook 05 has run at cpu scale. */
 export function committedPairs(): Row[] | null {
   return committedTableIfAny("05_pairs") ?? null;
@@ -188,7 +182,7 @@ export function committedPairs(): Row[] | null {
 
 /** The paper's claims of notebook 05 against the committed cpu-scale pairs (figures/05_pairs.csv). */
 export function claims(rows: Row[] | null = committedPairs()): Claim[] {
-  const paperEnsemble = `regression-loss ablation, FID (SD-CFG-3): LatentLPIPS ${PAPER_REGRESSION_FID.latentLpips}, E-LatentLPIPS ${PAPER_REGRESSION_FID.eLatentLpips}`;
+  const paperEnsemble = `regression-loss ablation, FID (SD-CFG-3): LatentLPIPS ${PAPER_REGRESSION_ABLATION.latentlpips.fid}, E-LatentLPIPS ${PAPER_REGRESSION_ABLATION["e-latentlpips"].fid}`;
   const paperWhich = `no per-augmentation numbers; released default ${RELEASED_PRESET}, distillation preset not given`;
   const ensemble = `the augmentation ensemble is what makes LatentLPIPS work as a loss (here: ${RELEASED_PRESET} above none beyond the spread)`;
   if (!rows) {

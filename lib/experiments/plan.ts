@@ -4,7 +4,12 @@ import { ENVIRONMENT_CONFIGS } from "./environment";
 import { LossKind } from "./latent_optimisation";
 import { RECONSTRUCTION_CONFIGS } from "./reconstruction";
 import { Scale } from "./scale";
-import { T2I_TEACHERS } from "./t2i_teacher";
+import * as fs from "fs";
+import * as path from "path";
+import { d2gEvaluations, DISCRIMINATOR_LADDER, T2IDiffusion2GanConfig } from "../distill/diffusion2gan";
+import { RegressionLossName } from "../distill/regression";
+import { distillationArms, T2I_DISTILLATION_CONFIGS } from "./t2i_distillation";
+import { T2I_TEACHERS, worldPairsDir } from "./t2i_teacher";
 
 // How long each notebook will take, before it runs: its experiment's config at the chosen scale (steps, sizes,
 // counts) times per-unit costs measured on the project's 2-core machine (wasm engine, 2 threads). `npm run
@@ -91,7 +96,7 @@ export const COSTS = {
    * under load average 12-18) divided by the same 2.74, less each one's estimated work. Re-measure on a quiet
    * machine (`D2G_SCALE=smoke npm run reproduce` prints each notebook's time beside its estimate).
    */
-  notebookFixedS: { "00_environment": 9, "01_latent_lpips_reconstruction": 20, "02_cifar10_convergence": 42, "03a_t2i_teacher": 30, "05_augmentation_ablation": 27 } as Record<string, number>,
+  notebookFixedS: { "00_environment": 9, "01_latent_lpips_reconstruction": 20, "02_cifar10_convergence": 42, "03b_t2i_distillation": 40, "03a_t2i_teacher": 30, "05_augmentation_ablation": 27 } as Record<string, number>,
   /**
    * The world teacher (4.2M-parameter UNet2DConditionModel on 8x8x32 latents, 77 context tokens): one UNet
    * evaluation of one sample inside a batch of 100 rows (50 guided), ms, and per sampled image the TAEF2 decode and
@@ -99,6 +104,22 @@ export const COSTS = {
    */
   worldTeacherEvalMs: 6,
   worldImageScoreMs: 20,
+  /**
+   * Notebook 03 at its cpu config (the world teacher's UNet2DConditionModel as G and D, batch 16, 8x8x32 latents,
+   * 77-token captions): ms per training step by regression loss and by ladder row (R1 apart), one single-sample R1,
+   * and per evaluated image a student's one-step sample with its correspondence metrics (LatentLPIPS, 4
+   * E-LatentLPIPS draws, TAEF2 decodes and LPIPS), besides the judging (worldImageScoreMs). `npm run bench:plan --
+   * t2i`, 2026-11-30 11:40 UTC, under nice 19 beside a CPU-heavy training (load average 3.9-5.4): upper bounds, to
+   * be measured again on a quiet machine. The same bench gave 7.7 ms per guided teacher evaluation and 28 ms of
+   * judging per image (worldTeacherEvalMs, worldImageScoreMs).
+   */
+  t2iBatch: 16,
+  t2iRegressionStepMs: { mse: 852, "pseudo-huber": 569, lpips: 3608, latentlpips: 700, "e-latentlpips": 458 } as Record<RegressionLossName, number>,
+  t2iGanStepMs: [2506, 2441, 2410, 2520, 3097],
+  t2iR1Ms: 814,
+  t2iStudentImageMs: 75.4,
+  /** One SD1.5 UNet evaluation at 64x64x4 on this machine (tfjs JS backend: wasm cannot hold it), environment.md. */
+  sd15UnetEvalS: 2027,
 };
 
 const fixed = (notebook: string): PlanPart => ({ what: "kernel, engine, weights, figures", seconds: COSTS.notebookFixedS[notebook] ?? 0 });
@@ -195,10 +216,77 @@ function worldTeacherPlan(scale: Scale): Estimate {
   };
 }
 
+/**
+ * Notebook 03: every arm's steps at its loss's and ladder row's cost (scaled by batch from the measured batch 16),
+ * the teacher rows, the judging of every arm, and the world's pairs when notebook 03a has not made them yet.
+ */
+function t2iDistillationPlan(scale: Scale): Estimate {
+  const c = T2I_DISTILLATION_CONFIGS[scale];
+  const t = T2I_TEACHERS[scale];
+  const e = c.evaluation;
+  const perBatch = c.recipe.batch / COSTS.t2iBatch;
+  if (c.teacher.kind === "sd15") return sd15DistillationPlan(scale);
+  const armS = (cfg: T2IDiffusion2GanConfig, rung: number) => {
+    const r1 = rung >= 3 && cfg.r1Gamma > 0 ? COSTS.t2iR1Ms / cfg.r1Every : 0;
+    const gan = rung >= 1 ? COSTS.t2iGanStepMs[rung - 1] + r1 : 0;
+    return (perBatch * (cfg.regressionSteps * COSTS.t2iRegressionStepMs[cfg.regression] + cfg.ganSteps * gan)) / 1000;
+  };
+  const arms = distillationArms(c);
+  const sum = (table: string, extra: boolean) => arms.filter((a) => a.table === table && (a.cfg.seed !== c.recipe.seed) === extra).reduce((s, a) => s + armS(a.cfg, a.rung), 0);
+  const guided = (g: number) => (g > 1 ? 2 : 1) * c.pairSteps;
+  const judgeS = (images: number) => (images * COSTS.worldImageScoreMs) / 1000;
+  const guidances = [c.regressionGuidance, c.ladderGuidance];
+  const parts: PlanPart[] = [fixed("03b_t2i_distillation")];
+  const missing = t.pairs.guidances.filter((g) => !fs.existsSync(path.join(worldPairsDir(g, scale), "manifest.json")));
+  if (missing.length) parts.push({ what: `ODE pairs ${missing.map((g) => `CFG-${g}`).join(", ")}, not made yet by notebook 03a: ${t.pairs.count} each (DDIM ${t.pairs.steps})`, seconds: (t.pairs.count * missing.reduce((a, g) => a + guided(g), 0) * COSTS.worldTeacherEvalMs) / 1000 });
+  const reg = arms.filter((a) => a.table === "regression");
+  const extra = arms.filter((a) => a.cfg.seed !== c.recipe.seed);
+  parts.push(
+    { what: `reference statistics (${e.reference} test scenes) and the teacher at guidance ${guidances.join(" and ")} (DDIM ${c.pairSteps}, ${e.prompts} prompts)`, seconds: judgeS(e.reference) + (e.prompts * guidances.reduce((a, g) => a + guided(g), 0) * COSTS.worldTeacherEvalMs) / 1000 + judgeS(2 * e.prompts) },
+    { what: `regression-loss ablation: ${reg.length} losses x ${c.regressionAblationSteps} steps, batch ${c.recipe.batch}`, seconds: sum("regression", false) },
+    { what: `discriminator ladder: ${DISCRIMINATOR_LADDER.length} rows x ${c.recipe.regressionSteps} regression + ${c.recipe.ganSteps} GAN steps`, seconds: sum("ladder", false) },
+    { what: `headline rows at ${plural(c.extraSeeds.length, "more seed")}: ${plural(extra.length, "training")}`, seconds: sum("ladder", true) },
+    { what: `judging ${plural(arms.length + 1, "student")} on ${e.prompts} prompts, with correspondence to the teacher`, seconds: ((arms.length + 1) * e.prompts * COSTS.t2iStudentImageMs) / 1000 + judgeS((arms.length + 1) * e.prompts) },
+  );
+  return {
+    summary: `${arms.length} Diffusion2GAN trainings at batch ${c.recipe.batch} (${reg.length} regression losses x ${c.regressionAblationSteps} steps on CFG-${c.regressionGuidance}; ladder of ${DISCRIMINATOR_LADDER.length} x ${c.recipe.regressionSteps} + ${c.recipe.ganSteps} steps on CFG-${c.ladderGuidance}; ${extra.length} at more seeds), each judged on ${e.prompts} test captions`,
+    parts,
+  };
+}
+
+/**
+ * Notebook 03 on SD1.5 (paper scale), in SD1.5 UNet evaluations (a backward pass counted as two forward ones) times
+ * one evaluation's cost on this machine: what a GPU user multiplies by their own cost per evaluation.
+ */
+function sd15DistillationPlan(scale: Scale): Estimate {
+  const c = T2I_DISTILLATION_CONFIGS[scale];
+  if (c.teacher.kind !== "sd15") throw new Error("sd15DistillationPlan: not an SD1.5 config");
+  const pairs = Object.values(c.teacher.pairs).reduce((a, n) => a + n, 0);
+  const pairEvals = pairs * 2 * c.pairSteps;
+  const trainEvals = distillationArms(c).reduce((a, arm) => {
+    const n = d2gEvaluations(arm.cfg, arm.cfg.regressionSteps + arm.cfg.ganSteps);
+    return a + 3 * (n.studentEvals + n.discEvals);
+  }, 0);
+  const arms = distillationArms(c).length;
+  const evalEvals = c.teacher.evaluationSamples * (arms + 1 + 2 * 2 * c.pairSteps);
+  const s = (evals: number) => evals * COSTS.sd15UnetEvalS;
+  const e = (n: number) => n.toExponential(2);
+  return {
+    summary: `SD1.5 (paper scale): ${e(pairEvals + trainEvals + evalEvals)} UNet evaluations; at ${COSTS.sd15UnetEvalS} s each on this machine, a GPU engine's job`,
+    parts: [
+      fixed("03b_t2i_distillation"),
+      { what: `ODE pairs ${Object.entries(c.teacher.pairs).map(([g, n]) => `CFG-${g} ${n.toLocaleString("en")}`).join(", ")} (DDIM ${c.pairSteps}, guided): ${e(pairEvals)} UNet evaluations`, seconds: s(pairEvals) },
+      { what: `${arms} trainings at batch ${c.recipe.batch}: ${e(trainEvals)} UNet evaluations`, seconds: s(trainEvals) },
+      { what: `${c.teacher.evaluationSamples.toLocaleString("en")} samples per arm and teacher row: ${e(evalEvals)} UNet evaluations`, seconds: s(evalEvals) },
+    ],
+  };
+}
+
 const PLANS: Record<string, (scale: Scale) => Estimate> = {
   "00_environment": environmentPlan,
   "01_latent_lpips_reconstruction": reconstructionPlan,
   "02_cifar10_convergence": convergencePlan,
+  "03b_t2i_distillation": t2iDistillationPlan,
   "03a_t2i_teacher": worldTeacherPlan,
   "05_augmentation_ablation": ablationPlan,
 };

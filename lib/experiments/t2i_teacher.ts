@@ -2,13 +2,9 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import { yieldIfDue } from "../core/interrupt";
 import { fromRoot } from "../core/paths";
-import { Progress } from "../core/progress";
 import { Rng } from "../core/random";
-import { clipPreprocess } from "../data/clip_image";
 import { ClipTokenizer } from "../data/clip_tokenizer";
-import { u8ToUnit, unitToU8 } from "../data/images";
 import { SD_SCHEDULE } from "../diffusion/ddpm_schedule";
 import { LatentDiffusion } from "../diffusion/latent_diffusion";
 import { SD15_SCHEDULER_CONFIG_JSON } from "../diffusion/schedulers";
@@ -18,10 +14,6 @@ import { latentDiffusionTeacher } from "../distill/sd_teacher";
 import { toFloat16 } from "../io/dtype";
 import { HostTensor } from "../io/host_tensor";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
-import { AttributeAccuracy, AttributeScore, loadAttributeScorer, scoreReading, summariseScores } from "../metrics/attribute_scorer";
-import { clipCosines, photoDepictsRows, summariseClipScores } from "../metrics/clip_score";
-import { frechetDistance } from "../metrics/fid";
-import { RunningStats } from "../metrics/stats";
 import { ClipModel } from "../nn/clip/clip_model";
 import { ClipTextModel } from "../nn/clip/text_encoder";
 import { taef2Codec } from "../nn/latent_codec";
@@ -33,6 +25,7 @@ import { byScale, currentScale, Scale } from "./scale";
 import { T2iWorld } from "./t2i_world";
 import { Claim, committedTableIfAny, numberIn } from "./claims";
 import { loadWorldClip, run as trainWorldClips, WORLD_CLIPS_CONFIGS, worldClipFile } from "./world_clips";
+import { ImageMaker, Judgement, judgementColumns, pct, WorldJudges } from "./world_judges";
 
 // The text-to-image world's teacher (issue #15): Stable Diffusion's recipe at a size two CPU cores can train in
 // an hour. A UNet2DConditionModel (the SD1.5 code, 2 levels on TAEF2's 8x8x32 latents of 64 px scenes, cross-
@@ -132,6 +125,9 @@ export const T2I_TEACHERS: Record<Scale, T2iTeacherSpec> = {
   paper: CPU,
 };
 
+/** The world's scheduler config: every scale's teacher ends on v-prediction (test/experiments_t2i_teacher.test.ts). */
+export const WORLD_SCHEDULER_CONFIG = worldSchedulerConfig(CPU.training);
+
 /** The world's training scenes as latents from the TAEF2 cache, with one of each scene's captions per step. */
 export class WorldLatents implements CaptionedLatents {
   readonly emptyRow: number[];
@@ -227,17 +223,11 @@ export function teacherTrainingOf(scale: Scale = currentScale()): TeacherTrainin
 
 // ---- the report: the teacher per guidance scale -------------------------------------------------------------
 
-export interface GuidanceRow {
+export interface GuidanceRow extends Judgement {
   /** "real" for the test scenes' TAEF2 round trips (the floor every generator of this latent space sits above). */
   guidance: number | "real";
-  samples: number;
   /** UNet evaluations per sample (a guided step counts two). */
   nfe: number;
-  attributes: AttributeAccuracy;
-  /** The authors' CLIP score (mean cosine) with the eval CLIP. */
-  clipScore: number;
-  /** Frechet distance of the eval CLIP's image embeddings to the real test scenes': FID-wCLIP, not Inception FID. */
-  fidWClip: number;
   seconds: number;
 }
 
@@ -248,82 +238,43 @@ export interface TeacherReport {
   figure: { n: number; size: number; images: Record<string, number[]> };
 }
 
-/** The eval CLIP's image embeddings (not normalised) of images in [-1, 1]. */
-function wClipFeatures(clip: ClipModel, images: tf.Tensor4D): tf.Tensor2D {
-  return tf.tidy(() => clip.imageFeatures(clipPreprocess(images, clip.config.vision.imageSize)));
+/** The sha256 (12 hex digits) of a weights file: keys every cached result made with it. */
+export function weightsTag(weights: string): string {
+  return crypto.createHash("sha256").update(fs.readFileSync(weights)).digest("hex").slice(0, 12);
+}
+
+/** The noise of prompt i: the same at every guidance scale and for every generator judged on it. */
+export function promptNoise(teacher: LatentDiffusion, seed: number, first: number, m: number, side: number): tf.Tensor4D {
+  return tf.tidy(() => tf.concat(Array.from({ length: m }, (_, k) => teacher.noise(seed * 100_003 + first + k, 1, side, side))) as tf.Tensor4D);
 }
 
 /**
- * The teacher's report. Each row is cached under runs/t2i_teacher/<scale>/report-<weights' sha256>/, so a stopped
- * run resumes and other weights never read a stale row.
+ * The teacher's report, scored by the world's judges. Each row is cached under
+ * runs/t2i_teacher/<scale>/report-<weights' sha256>/, so a stopped run resumes and other weights never read a stale row.
  */
 export async function teacherReport(scale: Scale = currentScale(), o: { weights?: string; figureCount?: number } = {}): Promise<TeacherReport> {
   const spec = byScale(T2I_TEACHERS, scale);
   const r = spec.report;
   const weights = o.weights ?? spec.weights;
   if (!fs.existsSync(weights)) throw new Error(`${weights}: the world's teacher is missing; train it with: D2G_SCALE=${scale} npm run world -- teacher`);
-  const tag = crypto.createHash("sha256").update(fs.readFileSync(weights)).digest("hex").slice(0, 12);
-  const dir = fromRoot("runs", "t2i_teacher", scale, `report-${tag}`);
-  const world = await T2iWorld.forScale(scale);
-  const tokenizer = await ClipTokenizer.load();
-  const s = world.config.imageSize;
-  const scenes = Array.from({ length: r.prompts }, (_, i) => world.scene("test", i));
-  const prompts = scenes.map((_, i) => world.captions("test", i)[0]);
+  const dir = fromRoot("runs", "t2i_teacher", scale, `report-${weightsTag(weights)}`);
   const figN = Math.min(o.figureCount ?? 8, r.prompts);
-  const figure: TeacherReport["figure"] = { n: figN, size: s, images: {} };
-  const rendered = async (split: "test", b: number, m: number) => tf.tensor4d(u8ToUnit(await world.cache.images(split, b, m)), [m, s, s, 3]);
-
-  const evalClip = loadWorldClip("eval", scale).model;
-  const { scorer } = loadAttributeScorer();
   const codec = await taef2Codec();
   const teacher = await loadT2iTeacher(scale, weights);
+  const judges = await WorldJudges.load(scale, { prompts: r.prompts, reference: r.reference });
+  const s = judges.world.config.imageSize;
+  const figure: TeacherReport["figure"] = { n: figN, size: s, images: {} };
   try {
-    // reference statistics: the rendered test scenes
-    const ref = new RunningStats(clipDim(evalClip));
-    for (let b = 0; b < r.reference; b += 100) {
-      const real = await rendered("test", b, Math.min(100, r.reference - b));
-      const f = wClipFeatures(evalClip, real);
-      ref.add((await f.data()) as Float32Array, real.shape[0]);
-      tf.dispose([real, f]);
-    }
-    const refStats = ref.stats();
-
-    /** One row: images for prompts [b, b + m) batch by batch, scored against the scenes' ground truth. */
-    const row = (file: string, guidance: GuidanceRow["guidance"], label: string, make: (b: number, m: number) => Promise<{ images: tf.Tensor4D; nfe: number }>) =>
+    const row = (file: string, guidance: GuidanceRow["guidance"], label: string, make: ImageMaker) =>
       cachedResult(path.join(dir, file), async () => {
-        const t0 = Date.now();
-        const scores: AttributeScore[] = [];
-        const cos: number[] = [];
-        const feats = new RunningStats(clipDim(evalClip));
-        const progress = new Progress(label, r.prompts);
-        let nfe = 0;
-        let fig: number[] = [];
-        for (let b = 0; b < r.prompts; b += r.batch) {
-          const m = Math.min(r.batch, r.prompts - b);
-          const out = await make(b, m);
-          nfe = out.nfe;
-          const images = tf.tidy(() => tf.clipByValue(out.images, -1, 1) as tf.Tensor4D);
-          (await scorer.read(images)).forEach((rd, k) => scores.push(scoreReading(rd, scenes[b + k].spec)));
-          cos.push(...clipCosines(evalClip, images, photoDepictsRows(tokenizer, prompts.slice(b, b + m), "none")));
-          const f = wClipFeatures(evalClip, images);
-          feats.add((await f.data()) as Float32Array, m);
-          if (b < figN) fig = fig.concat(Array.from(unitToU8((await images.data()).subarray(0, Math.min(m, figN - b) * s * s * 3))));
-          tf.dispose([out.images, images, f]);
-          progress.tick(m);
-          await yieldIfDue();
-        }
-        progress.finish();
-        const result: GuidanceRow = {
-          guidance, samples: scores.length, nfe, attributes: summariseScores(scores), clipScore: summariseClipScores(Float32Array.from(cos)).meanCosine,
-          fidWClip: frechetDistance(feats.stats(), refStats).fid, seconds: (Date.now() - t0) / 1000,
-        };
-        return { row: result, figure: fig };
+        const { figure: fig, ...judged } = await judges.judge(label, make, { batch: r.batch, figure: figN });
+        return { row: { guidance, ...judged } as GuidanceRow, figure: fig };
       });
 
     const rows: GuidanceRow[] = [];
     // the floor: the same test scenes after a TAEF2 round trip
     const real = await row("real.json", "real", "test scenes, TAEF2 round trip", async (b, m) => {
-      const x = await rendered("test", b, m);
+      const x = await judges.rendered(b, m);
       const latents = codec.encode(x);
       const images = await codec.decodeFrozen(latents);
       tf.dispose([x, latents]);
@@ -334,9 +285,8 @@ export async function teacherReport(scale: Scale = currentScale(), o: { weights?
     const side = s / codec.factor;
     for (const g of r.guidances) {
       const done = await row(`guidance-${g}.json`, g, `world teacher, guidance ${g}, DDIM ${r.steps}`, async (b, m) => {
-        // prompt i's noise is the same at every guidance scale: the figure's columns compare like with like
-        const z = tf.tidy(() => tf.concat(Array.from({ length: m }, (_, k) => teacher.noise(r.seed * 100_003 + b + k, 1, side, side))) as tf.Tensor4D);
-        const cond = teacher.encode(prompts.slice(b, b + m), g);
+        const z = promptNoise(teacher, r.seed, b, m, side);
+        const cond = teacher.encode(judges.prompts.slice(b, b + m), g);
         const out = await teacher.sampleLatents(z, cond, { steps: r.steps, sampler: "ddim" });
         const images = await codec.decodeFrozen(out.latents);
         tf.dispose([z, cond.cond, ...(cond.guidance ? [cond.guidance.uncond] : []), out.latents]);
@@ -345,17 +295,12 @@ export async function teacherReport(scale: Scale = currentScale(), o: { weights?
       rows.push(done.row);
       figure.images[String(g)] = done.figure;
     }
-    return { rows, prompts: prompts.slice(0, figN), figure };
+    return { rows, prompts: judges.prompts.slice(0, figN), figure };
   } finally {
+    judges.dispose();
     teacher.dispose();
     codec.dispose();
-    evalClip.dispose();
-    scorer.dispose();
   }
-}
-
-function clipDim(clip: ClipModel): number {
-  return clip.config.projectionDim;
 }
 
 // ---- ODE pairs CFG-3 and CFG-8 ---------------------------------------------------------------------------------
@@ -423,30 +368,15 @@ export async function ensureWorldTeacher(scale: Scale = currentScale()): Promise
   return made;
 }
 
-const pct = (v: number | null) => (v === null || !Number.isFinite(v) ? NaN : Math.round(1000 * v) / 10);
-
 /** The report as a table: one row per guidance scale (and the round-trip floor), accuracies in %. */
 export function reportRows(report: TeacherReport): Row[] {
-  return report.rows.map((r) => {
-    const a = r.attributes;
-    return {
-      guidance: r.guidance === "real" ? "real scenes, TAEF2 round trip" : r.guidance,
-      samples: r.samples,
-      NFE: r.nfe,
-      "shape %": pct(a.shape),
-      "colour %": pct(a.colour),
-      "size %": pct(a.size),
-      "count %": pct(a.count),
-      "relation %": pct(a.relation),
-      "region %": pct(a.region),
-      "background %": pct((a.texture + a.tone) / 2),
-      "all objects right %": pct(a.objectsCorrect),
-      "all right %": pct(a.allCorrect),
-      "CLIP score (eval CLIP)": Math.round(1000 * r.clipScore) / 1000,
-      "FID-wCLIP": Math.round(100 * r.fidWClip) / 100,
-      seconds: Math.round(r.seconds),
-    };
-  });
+  return report.rows.map((r) => ({
+    guidance: r.guidance === "real" ? "real scenes, TAEF2 round trip" : r.guidance,
+    samples: r.samples,
+    NFE: r.nfe,
+    ...judgementColumns(r),
+    seconds: Math.round(r.seconds),
+  }));
 }
 
 /** The report's samples as one grid: the round trips, then one row per guidance scale; a column per prompt. */

@@ -5,7 +5,8 @@ import * as tf from "@tensorflow/tfjs";
 export class Ema {
   readonly shadow: tf.Variable[];
   constructor(readonly params: tf.Variable[]) {
-    this.shadow = params.map((p) => tf.variable(p.clone(), false));
+    // tidy frees the clones the variables were made from (each would otherwise stay a live tensor)
+    this.shadow = tf.tidy(() => params.map((p) => tf.variable(p.clone(), false)));
   }
   update(beta: number): void {
     tf.tidy(() => this.shadow.forEach((s, i) => s.assign(tf.add(tf.mul(s, beta), tf.mul(this.params[i], 1 - beta)))));
