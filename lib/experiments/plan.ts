@@ -100,10 +100,12 @@ export const COSTS = {
   /**
    * The world teacher (4.2M-parameter UNet2DConditionModel on 8x8x32 latents, 77 context tokens): one UNet
    * evaluation of one sample inside a batch of 100 rows (50 guided), ms, and per sampled image the TAEF2 decode and
-   * the scoring (attribute scorer, eval CLIP), ms. PLACEHOLDER_TEACHER_COSTS
+   * the scoring (attribute scorer, eval CLIP), ms. The cpu runs of 2026-11-30 12:01-12:15 UTC (nothing else
+   * running): 500 guided DDIM-50 pairs in 283 s (5.65 ms an evaluation); the report's guided rows 200 samples in
+   * 112-115 s, so about 10 ms a sample besides its 100 evaluations.
    */
-  worldTeacherEvalMs: 6,
-  worldImageScoreMs: 20,
+  worldTeacherEvalMs: 5.7,
+  worldImageScoreMs: 10,
   /**
    * Notebook 03 at its cpu config (the world teacher's UNet2DConditionModel as G and D, batch 16, 8x8x32 latents,
    * 77-token captions): ms per training step by regression loss and by ladder row (R1 apart), one single-sample R1,
@@ -111,7 +113,7 @@ export const COSTS = {
    * E-LatentLPIPS draws, TAEF2 decodes and LPIPS), besides the judging (worldImageScoreMs). `npm run bench:plan --
    * t2i`, 2026-11-30 11:40 UTC, under nice 19 beside a CPU-heavy training (load average 3.9-5.4): upper bounds, to
    * be measured again on a quiet machine. The same bench gave 7.7 ms per guided teacher evaluation and 28 ms of
-   * judging per image (worldTeacherEvalMs, worldImageScoreMs).
+   * judging per image under that load (the quiet runs above: 5.7 and 10).
    */
   t2iBatch: 16,
   t2iRegressionStepMs: { mse: 852, "pseudo-huber": 569, lpips: 3608, latentlpips: 700, "e-latentlpips": 458 } as Record<RegressionLossName, number>,
