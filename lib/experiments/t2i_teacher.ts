@@ -397,7 +397,8 @@ export function reportGrid(report: TeacherReport, scale: Scale = currentScale())
 /** The Result section: guidance and alignment, from the committed cpu-scale table figures/03a_guidance.csv. */
 export function claims(): Claim[] {
   const rows = committedTableIfAny("03a_guidance");
-  const at = (g: number) => rows?.find((r) => r.guidance === g);
+  // the guidance column mixes text (the round-trip row) and numbers, so CSV reads it as text
+  const at = (g: number) => rows?.find((r) => String(r.guidance) === String(g));
   const [g1, g3, g8] = [at(1), at(3), at(8)];
   if (!rows || !g1 || !g3 || !g8) {
     return [{ claim: "Guidance improves the teacher's text alignment", paper: "SD1.5 is distilled from CFG-3 and CFG-8 samples (PAPER.md)", ours: "no committed cpu-scale table yet", verdict: "not tested", why: "run this notebook at D2G_SCALE=cpu with --update-figures" }];
@@ -426,7 +427,7 @@ export function claims(): Claim[] {
     {
       claim: "The stricter check this notebook first stated: more images with every object right at guidance 8 than at guidance 1, by more than 5 points",
       paper: "(the world's own check)",
-      ours: `${all(g1)}%, ${all(g3)}%, ${all(g8)}% at guidance 1, 3, 8 (TAEF2 round trips of the real scenes: ${all(rows.find((r) => r.guidance !== 1 && r.guidance !== 3 && r.guidance !== 8) ?? g1)}%)`,
+      ours: `${all(g1)}%, ${all(g3)}%, ${all(g8)}% at guidance 1, 3, 8 (TAEF2 round trips of the real scenes: ${all(rows.find((r) => ![g1, g3, g8].includes(r)) ?? g1)}%)`,
       verdict: all(g8) > all(g1) + 5 ? "held" : "did not hold",
       why: all(g8) > all(g1) + 5 ? undefined : `the teacher draws colours, sizes and backgrounds but not shapes (shape ${n(g8, "shape %")}% against chance 12.5%): its objects are blobs after 62 minutes of training, so no image has every object right`,
     },
