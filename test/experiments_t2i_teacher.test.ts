@@ -8,9 +8,9 @@ import { initEngine } from "../lib/backend/engine";
 import { ClipTokenizer } from "../lib/data/clip_tokenizer";
 import { trainLatentDiffusion } from "../lib/diffusion/train_latent_diffusion";
 import { OdePairs } from "../lib/distill/ode_pairs";
-import { loadT2iTeacher, makeWorldPairs, T2I_TEACHERS, teacherReport, trainT2iTeacher, WORLD_SCHEDULER_CONFIG, WorldLatents, worldPairsDir, worldSchedulerConfig, worldTextEncoder } from "../lib/experiments/t2i_teacher";
+import { loadT2iTeacher, loadWorldTextEncoder, makeWorldPairs, T2I_TEACHERS, teacherReport, trainT2iTeacher, WORLD_SCHEDULER_CONFIG, WorldLatents, worldPairsDir, worldSchedulerConfig } from "../lib/experiments/t2i_teacher";
 import { T2iWorld } from "../lib/experiments/t2i_world";
-import { loadWorldClip, run as trainWorldClips, WORLD_CLIPS_CONFIGS, worldClipFile } from "../lib/experiments/world_clips";
+import { run as trainWorldClips, WORLD_CLIPS_CONFIGS, worldClipFile } from "../lib/experiments/world_clips";
 import { taef2Codec } from "../lib/nn/latent_codec";
 
 let world: T2iWorld;
@@ -51,9 +51,7 @@ test("world latents: the cached latents of the scenes asked for, one of each sce
 test("latent diffusion training: resumed equals uninterrupted, no tensor growth, dropped captions become the empty one", async () => {
   const spec = T2I_TEACHERS.smoke;
   const tokenizer = await ClipTokenizer.load();
-  const clip = loadWorldClip("text", "smoke");
-  const enc = worldTextEncoder(clip, worldClipFile("text", "smoke"));
-  clip.model.dispose();
+  const enc = loadWorldTextEncoder("smoke");
   const data = new WorldLatents(world, 32, tokenizer, 0);
   const counting = { size: data.size, emptyRow: data.emptyRow, batch: (i: Int32Array, s: number) => data.batch(i, s) };
   const cfg = { ...spec.training, steps: 6, ckptEvery: 3, captionDropout: 0.5 };

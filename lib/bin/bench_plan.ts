@@ -48,8 +48,7 @@ import { parseUNet2DConditionConfig, UNet2DConditionModel } from "../nn/sd/unet2
 import { augmentPair } from "../perceptual/augment";
 import { tinyClipConfig, worldClipPair } from "../train/train_clip";
 import { t2iDistillationConfig, WORLD_DDIM } from "../experiments/t2i_distillation";
-import { loadT2iTeacher, promptNoise, T2I_TEACHERS, WORLD_SCHEDULER_CONFIG, WORLD_TEACHER_UNET, worldTextEncoder } from "../experiments/t2i_teacher";
-import { loadWorldClip, worldClipFile } from "../experiments/world_clips";
+import { loadT2iTeacher, promptNoise, T2I_TEACHERS, WORLD_SCHEDULER_CONFIG, WORLD_TEACHER_UNET, loadWorldTextEncoder } from "../experiments/t2i_teacher";
 
 const STEPS = 6;
 const PAIRS = 64;
@@ -176,9 +175,7 @@ async function cifar(): Promise<string[]> {
 /** The world teacher's UNet with random weights, with the committed text CLIP's text tower. */
 async function randomWorldTeacher(): Promise<LatentDiffusion> {
   const unet = new UNet2DConditionModel(parseUNet2DConditionConfig(WORLD_TEACHER_UNET, "world teacher"), new Rng(0));
-  const clip = loadWorldClip("text", "cpu");
-  const textEncoder = worldTextEncoder(clip, worldClipFile("text", "cpu"));
-  clip.model.dispose();
+  const textEncoder = loadWorldTextEncoder("cpu");
   return new LatentDiffusion({ unet, textEncoder, tokenizer: await ClipTokenizer.load(), schedulerConfig: WORLD_SCHEDULER_CONFIG });
 }
 

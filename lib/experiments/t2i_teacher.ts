@@ -14,7 +14,6 @@ import { latentDiffusionTeacher } from "../distill/sd_teacher";
 import { toFloat16 } from "../io/dtype";
 import { HostTensor } from "../io/host_tensor";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
-import { ClipModel } from "../nn/clip/clip_model";
 import { ClipTextModel } from "../nn/clip/text_encoder";
 import { taef2Codec } from "../nn/latent_codec";
 import { parseUNet2DConditionConfig, UNet2DConditionModel } from "../nn/sd/unet2d_condition";
@@ -154,16 +153,24 @@ export class WorldLatents implements CaptionedLatents {
   }
 }
 
-/** The text tower of a world CLIP as the teacher's frozen text encoder (transformers' CLIPTextModelWithProjection names). */
-export function worldTextEncoder(clip: { model: ClipModel }, file: string): ClipTextModel {
-  const enc = new ClipTextModel(clip.model.config.text, new Rng(0));
-  const own = new Map(clip.model.text.namedVariables());
-  for (const [name, v] of enc.namedVariables()) {
-    const src = own.get(name);
-    if (!src) throw new Error(`${file}: the CLIP has no text-tower tensor '${name}'`);
-    v.assign(src);
+/**
+ * The world's text CLIP's text tower as the teacher's frozen text encoder (transformers' CLIPTextModelWithProjection
+ * names): the CLIP is loaded, its text tower copied, the rest disposed.
+ */
+export function loadWorldTextEncoder(scale: Scale = currentScale()): ClipTextModel {
+  const clip = loadWorldClip("text", scale);
+  try {
+    const enc = new ClipTextModel(clip.model.config.text, new Rng(0));
+    const own = new Map(clip.model.text.namedVariables());
+    for (const [name, v] of enc.namedVariables()) {
+      const src = own.get(name);
+      if (!src) throw new Error(`${worldClipFile("text", scale)}: the CLIP has no text-tower tensor '${name}'`);
+      v.assign(src);
+    }
+    return enc;
+  } finally {
+    clip.model.dispose();
   }
-  return enc;
 }
 
 /** The teacher of a scale as a text-to-latent model: its EMA UNet, the text CLIP's text tower, DDIM. */
@@ -174,9 +181,7 @@ export async function loadT2iTeacher(scale: Scale = currentScale(), weights?: st
   const { tensors } = readSafetensors(file);
   const unet = new UNet2DConditionModel(parseUNet2DConditionConfig(spec.training.unet, file), new Rng(0));
   unet.loadStateDict(tensors, { source: file });
-  const clip = loadWorldClip("text", scale);
-  const textEncoder = worldTextEncoder(clip, worldClipFile("text", scale));
-  clip.model.dispose();
+  const textEncoder = loadWorldTextEncoder(scale);
   return new LatentDiffusion({ unet, textEncoder, tokenizer: await ClipTokenizer.load(), schedulerConfig: worldSchedulerConfig(spec.training) });
 }
 
@@ -193,9 +198,7 @@ export async function trainT2iTeacher(scale: Scale = currentScale(), o: { world?
   const spec = byScale(T2I_TEACHERS, scale);
   const world = o.world ?? (await T2iWorld.forScale(scale));
   const tokenizer = await ClipTokenizer.load();
-  const clip = loadWorldClip("text", scale);
-  const textEncoder = worldTextEncoder(clip, worldClipFile("text", scale));
-  clip.model.dispose();
+  const textEncoder = loadWorldTextEncoder(scale);
   const data = new WorldLatents(world, spec.trainScenes, tokenizer, spec.training.seed);
   const { unet, ema, result } = await trainLatentDiffusion(spec.training, data, textEncoder, { ckptDir: o.ckptDir ?? fromRoot("runs", "t2i_teacher", scale, "ckpt"), label: "world teacher" });
   const last = result.history.slice(-100);
