@@ -34,8 +34,9 @@ const ROUND_TRIP: Split[] = ["val", "test", "scorer"];
 
 export const WORLDS: Record<Scale, WorldConfig> = {
   smoke: { name: "smoke", seed: 0, imageSize: 64, counts: { train: 32, val: 16, test: 16, scorer: 32 }, chunk: 16, roundTrip: ROUND_TRIP },
-  // 11,500 training scenes: the teacher's hour sees each about 17 times; encoding the other 8,500 would cost
-  // about 40 minutes of TAEF2 on two cores for a teacher that would see each of 20,000 scenes 10 times
+  // 11,500 training scenes: the teacher's 2,700 steps of 64 see each about 15 times; encoding the other 8,500 would cost
+  // 17 more chunks, which took 4-7 minutes each under load when the first 23 were encoded, for a teacher that would
+  // see each of 20,000 scenes fewer than 10 times
   cpu: { name: "cpu", seed: 0, imageSize: 64, counts: { train: 11_500, val: 1_000, test: 2_000, scorer: 6_000 }, chunk: 500, roundTrip: ROUND_TRIP },
   // the paper scale distils SD1.5 on COCO; where it needs the world (tests of the same code), it is the cpu one
   paper: { name: "cpu", seed: 0, imageSize: 64, counts: { train: 11_500, val: 1_000, test: 2_000, scorer: 6_000 }, chunk: 500, roundTrip: ROUND_TRIP },
