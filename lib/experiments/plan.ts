@@ -243,15 +243,17 @@ function t2iDistillationPlan(scale: Scale): Estimate {
   if (missing.length) parts.push({ what: `ODE pairs ${missing.map((g) => `CFG-${g}`).join(", ")}, not made yet by notebook 03a: ${t.pairs.count} each (DDIM ${t.pairs.steps})`, seconds: (t.pairs.count * missing.reduce((a, g) => a + guided(g), 0) * COSTS.worldTeacherEvalMs) / 1000 });
   const reg = arms.filter((a) => a.table === "regression");
   const extra = arms.filter((a) => a.cfg.seed !== c.recipe.seed);
+  const aug = arms.filter((a) => a.table === "augmentation");
   parts.push(
     { what: `reference statistics (${e.reference} test scenes) and the teacher at guidance ${guidances.join(" and ")} (DDIM ${c.pairSteps}, ${e.prompts} prompts)`, seconds: judgeS(e.reference) + (e.prompts * guidances.reduce((a, g) => a + guided(g), 0) * COSTS.worldTeacherEvalMs) / 1000 + judgeS(2 * e.prompts) },
     { what: `regression-loss ablation: ${reg.length} losses x ${c.regressionAblationSteps} steps, batch ${c.recipe.batch}`, seconds: sum("regression", false) },
     { what: `discriminator ladder: ${DISCRIMINATOR_LADDER.length} rows x ${c.recipe.regressionSteps} regression + ${c.recipe.ganSteps} GAN steps`, seconds: sum("ladder", false) },
     { what: `headline rows at ${plural(c.extraSeeds.length, "more seed")}: ${plural(extra.length, "training")}`, seconds: sum("ladder", true) },
+    { what: `E-LatentLPIPS augmentations: ${plural(aug.length, "more preset")} x ${c.regressionAblationSteps} steps (the others are regression-ablation arms)`, seconds: sum("augmentation", false) },
     { what: `judging ${plural(arms.length + 1, "student")} on ${e.prompts} prompts, with correspondence to the teacher`, seconds: ((arms.length + 1) * e.prompts * COSTS.t2iStudentImageMs) / 1000 + judgeS((arms.length + 1) * e.prompts) },
   );
   return {
-    summary: `${arms.length} Diffusion2GAN trainings at batch ${c.recipe.batch} (${reg.length} regression losses x ${c.regressionAblationSteps} steps on CFG-${c.regressionGuidance}; ladder of ${DISCRIMINATOR_LADDER.length} x ${c.recipe.regressionSteps} + ${c.recipe.ganSteps} steps on CFG-${c.ladderGuidance}; ${extra.length} at more seeds), each judged on ${e.prompts} test captions`,
+    summary: `${arms.length} Diffusion2GAN trainings at batch ${c.recipe.batch} (${reg.length} regression losses x ${c.regressionAblationSteps} steps on CFG-${c.regressionGuidance}; ladder of ${DISCRIMINATOR_LADDER.length} x ${c.recipe.regressionSteps} + ${c.recipe.ganSteps} steps on CFG-${c.ladderGuidance}; ${extra.length} at more seeds; ${plural(aug.length, "augmentation preset")} x ${c.regressionAblationSteps} steps), each judged on ${e.prompts} test captions`,
     parts,
   };
 }
