@@ -22,7 +22,7 @@ import { cachedResult } from "../train/checkpoint";
 import { Figure, Interval, intervalFigure } from "../viz/plot";
 import { Row } from "../viz/table";
 import { Claim, committedTableIfAny, numberIn } from "./claims";
-import { RELEASED_PRESET } from "./reconstruction";
+import { PAPER_NOTE_PRESET, RELEASED_PRESET } from "./reconstruction";
 import { decodeClipped, loadPerceptualNets, PerceptualNets } from "./reconstruction_eval";
 import { byScale, currentScale, Scale } from "./scale";
 import { ensureWorldTeacher, loadT2iTeacher, makeWorldPairs, promptNoise, T2I_TEACHERS, WORLD_SCHEDULER_CONFIG, weightsTag, worldPairsDir } from "./t2i_teacher";
@@ -114,7 +114,7 @@ const recipe = (pairSteps: number, batch: number, regressionSteps: number, ganSt
 const LOSSES: RegressionLossName[] = ["mse", "pseudo-huber", "lpips", "latentlpips", "e-latentlpips"];
 
 /** The issue's presets: none, each family, the released bg and what adds to it (c colour, o cutout); bgo is geometric + cutout, notebooks 01 and 05's reading of the paper's note [S]. */
-const AUGMENTATIONS: Record<string, readonly string[]> = { none: [], b: ["b"], g: ["g"], bg: ["bg"], bgc: ["bgc"], bgco: ["bgco"], bgo: ["bg", "o"] };
+const AUGMENTATIONS: Record<string, readonly string[]> = { none: [], b: ["b"], g: ["g"], bg: ["bg"], bgc: ["bgc"], bgco: ["bgco"], bgo: PAPER_NOTE_PRESET };
 
 const WORLD_EVALUATION = (scale: Scale, eDraws: number): T2iEvaluationConfig => {
   const r = T2I_TEACHERS[scale].report;
@@ -126,7 +126,7 @@ export const T2I_DISTILLATION_CONFIGS: Record<Scale, T2iDistillationConfig> = {
   smoke: {
     teacher: { kind: "world" }, pairSteps: T2I_TEACHERS.smoke.pairs.steps, regressionGuidance: 3, ladderGuidance: 8,
     recipe: recipe(T2I_TEACHERS.smoke.pairs.steps, 2, 1, 2, { r1Every: 2, mixAndMatch: 0.5, ckptEvery: 2, emaHalflifeImages: 2000, emaRampup: 0.05 }),
-    losses: LOSSES, regressionAblationSteps: 2, augmentations: { none: [], bg: ["bg"], bgo: ["bg", "o"] }, extraSeeds: [1], latentL1: false,
+    losses: LOSSES, regressionAblationSteps: 2, augmentations: { none: [], bg: ["bg"], bgo: PAPER_NOTE_PRESET }, extraSeeds: [1], latentL1: false,
     evaluation: WORLD_EVALUATION("smoke", 2), visual: { prompts: 2, guidance: 8, fewSteps: [1, 2] },
   },
   // Sized to two cores (lib/experiments/plan.ts has the time; npm run bench:plan -- t2i measures the step costs):
@@ -667,7 +667,7 @@ function augmentationNote(ops: readonly string[], c: T2iDistillationConfig): str
   const is = (b: string | readonly string[]) => resolveOps(ops).join() === resolveOps(b).join();
   if (ops.length === 0) return "plain LatentLPIPS (the regression table's arm)";
   if (is(c.recipe.augment)) return "elatentlpips' released default (the regression table's E-LatentLPIPS arm)";
-  if (is(["bg", "o"])) return "geometric + cutout, our reading of the paper's note [S] (as in notebooks 01 and 05); PAPER.md: preset used for distillation [NF]";
+  if (is(PAPER_NOTE_PRESET)) return "geometric + cutout, our reading of the paper's note [S] (as in notebooks 01 and 05); PAPER.md: preset used for distillation [NF]";
   return "";
 }
 
