@@ -135,7 +135,7 @@ export type EngineName = "tfjs" | "onnxruntime";
 /** Seconds per image at batch 1: the median of the timed runs, and the machine's load while they ran. */
 export interface Latency {
   tfjs: number;
-  /** null where onnxruntime is not the inference engine (D2G_INFER=tfjs, or it does not load). */
+  /** null where onnxruntime is not the inference engine (D2G_INFER=tfjs, or it does not load) or the row does not run on it. */
   onnxruntime: number | null;
   reps: number;
   loadAverage: number;
@@ -159,6 +159,8 @@ interface RowGenerator {
   /** Tag of the weights behind it: keys its cached evaluation. */
   tag: string;
   teacherLike: boolean;
+  /** Whether make("onnxruntime") runs the networks on onnxruntime (else the row is timed on tfjs only). */
+  onOrt: boolean;
 }
 
 /** Median seconds of `reps` runs of one caption after a warm-up run (a first run also exports and loads ONNX models). */
@@ -176,12 +178,12 @@ async function secondsPerImage(gen: CaptionGenerator, caption: string, seed: num
 }
 
 async function measure(dir: string, g: RowGenerator, captions: string[], judges: T2iJudges, c: { seed: number; batch: number; shardSize: number; size: number | null; latency: LatencyConfig }): Promise<MeasuredRow> {
-  const ort = inferenceInfo().engine === "onnxruntime";
+  const ort = inferenceInfo().engine === "onnxruntime" && g.onOrt;
   const engine: EngineName = ort ? "onnxruntime" : "tfjs";
   const rowDir = path.join(dir, `${g.id}-${settingsKey({ tag: g.tag, seed: c.seed, size: c.size })}`);
   const ev = await evaluateT2i(path.join(rowDir, "samples"), captions, g.make(engine), judges, c, `${g.name}: ${captions.length} samples`);
   const reps = g.teacherLike ? c.latency.teacherReps : c.latency.reps;
-  const latency = await cachedResult(path.join(rowDir, `latency-${reps}.json`), async () => ({
+  const latency = await cachedResult(path.join(rowDir, `latency-${reps}-${engine}.json`), async () => ({
     tfjs: await secondsPerImage(g.make("tfjs"), captions[0], c.seed, reps),
     onnxruntime: ort ? await secondsPerImage(g.make("onnxruntime"), captions[0], c.seed, reps) : null,
     reps,
@@ -256,7 +258,7 @@ export async function worldTables(scale: Scale = currentScale(), config = cocoTa
       frozen.push(teacherUNet);
       const teacherTag = weightsTag(T2I_TEACHERS[scale].weights);
       const teacherRow = (steps: number): RowGenerator => ({
-        id: `teacher-ddim${steps}-cfg${config.guidance}`, name: `teacher, DDIM ${steps}, guidance ${config.guidance}`, nfe: (config.guidance > 1 ? 2 : 1) * steps, tag: teacherTag, teacherLike: steps >= 10,
+        id: `teacher-ddim${steps}-cfg${config.guidance}`, name: `teacher, DDIM ${steps}, guidance ${config.guidance}`, nfe: (config.guidance > 1 ? 2 : 1) * steps, tag: teacherTag, teacherLike: steps >= 10, onOrt: true,
         make: (engine) => async (caps, seeds) => {
           const z = noise(seeds);
           const cond = teacher.encode(caps, config.guidance);
@@ -280,7 +282,7 @@ export async function worldTables(scale: Scale = currentScale(), config = cocoTa
         const g = frozenStudent(`world-student-${arm.id}`, net, arm.cfg.generator, WORLD_DDIM);
         frozen.push(g);
         return {
-          id: `student-${arm.id}`, name, nfe: 1, tag: path.basename(d2g.armDir(arm)), teacherLike: false,
+          id: `student-${arm.id}`, name, nfe: 1, tag: path.basename(d2g.armDir(arm)), teacherLike: false, onOrt: true,
           make: (engine) => async (caps, seeds) => {
             const z = noise(seeds);
             const rows = teacher.tokenize(caps);
@@ -438,7 +440,7 @@ export async function sd15Tables(c: Sd15TablesConfig, o: { base?: string } = {})
       const toUnit = (latents: tf.Tensor4D) => tf.tidy(() => tf.sub(tf.mul(sd.decode(latents), 2), 1) as tf.Tensor4D);
       const gens: RowGenerator[] = [
         {
-          id: `sd15-ddim${c.steps}-cfg${c.guidance}`, name: `SD1.5, DDIM ${c.steps}, guidance ${c.guidance}`, nfe: 2 * c.steps, tag: path.resolve(c.sd15!), teacherLike: true,
+          id: `sd15-ddim${c.steps}-cfg${c.guidance}`, name: `SD1.5, DDIM ${c.steps}, guidance ${c.guidance}`, nfe: 2 * c.steps, tag: path.resolve(c.sd15!), teacherLike: true, onOrt: false,
           make: () => async (caps, seeds) => {
             const z = noise(seeds);
             const cond = sd.encode(caps, c.guidance);
@@ -450,7 +452,7 @@ export async function sd15Tables(c: Sd15TablesConfig, o: { base?: string } = {})
           },
         },
         {
-          id: "student", name: "Diffusion2GAN student, 1 step", nfe: 1, tag: path.resolve(c.student!), teacherLike: false,
+          id: "student", name: "Diffusion2GAN student, 1 step", nfe: 1, tag: path.resolve(c.student!), teacherLike: false, onOrt: false,
           make: () => async (caps, seeds) => {
             const z = noise(seeds);
             const cond = sd.encode(caps, 1);

@@ -147,7 +147,7 @@ async function sharded(dir: string, settings: Record<string, unknown>, total: nu
     if (shard.cosines) cos.push(shard.cosines);
     seconds += shard.seconds;
   }
-  progress.finish();
+  if (progress.total > 0) progress.finish();
   return { stats: stats.stats(), cosines: concat(cos), seconds, resumed };
 }
 
