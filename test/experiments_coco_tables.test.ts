@@ -6,7 +6,11 @@ import * as tf from "@tensorflow/tfjs";
 import { fromRoot } from "../lib/core/paths";
 import { generateUNet2D } from "../lib/distill/generator";
 import { clipTokenCondition } from "../lib/distill/ode_pairs";
-import { claims, COCO_TABLES_CONFIGS, computeRows, frozenStudent, MeasuredRow, NF, PAPER_TABLE1, PAPER_TABLE2, sd15Missing, Sd15TablesConfig, table1Rows, table2Rows, WORLD_DIFFERENCES } from "../lib/experiments/coco_tables";
+import * as os from "os";
+import { StableDiffusion } from "../lib/diffusion/sd_pipeline";
+import { claims, COCO_TABLES_CONFIGS, computeRows, frozenStudent, MeasuredRow, NF, PAPER_TABLE1, PAPER_TABLE2, sd15Generators, sd15Missing, Sd15TablesConfig, table1Rows, table2Rows, WORLD_DIFFERENCES } from "../lib/experiments/coco_tables";
+import { FeatureNet } from "../lib/metrics/feature_net";
+import { evaluateT2i } from "../lib/metrics/t2i_eval";
 import { SCHEDULER, tinyTextEncoder, tinyUNet, tokenRow } from "./t2i_tiny";
 
 const PAPER = path.join(fromRoot(), "..", "shared", "PAPER.md");
@@ -99,4 +103,29 @@ test("the one-step student exported to ONNX (G whole: UNet at G's timestep and t
   tf.dispose([z, c]);
   net.dispose();
   text.dispose();
+});
+
+test("paper scale's generators (SD1.5 DDIM with guidance, the one-step student) on a tiny SD folder, through the protocol's crop and resize", async (t) => {
+  const folder = fromRoot("test", "fixtures", "sd", "tiny_pipeline");
+  const sd = StableDiffusion.fromFolder(folder);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "d2g-coco-sd-"));
+  t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const [teacher, student] = sd15Generators(sd, sd.unet, { timestep: 999, prediction: "epsilon" }, { steps: 2, guidance: 8, sd15: folder, student: folder });
+  assert.equal(teacher.nfe, 4);
+  const caps = ["a red bus", "a cat on a mat", "two dogs"];
+  const before = tf.memory().numTensors;
+  for (const g of [teacher, student]) {
+    const x = await g.make("tfjs")(caps.slice(0, 2), [1, 2]);
+    assert.deepEqual(x.shape, [2, 16, 16, 3]);
+    const px = x.dataSync();
+    assert.ok(px.every((v) => v >= -1 && v <= 1));
+    const again = await g.make("tfjs")(caps.slice(0, 1), [1]);
+    assert.deepEqual(Array.from(again.dataSync()), Array.from(px.subarray(0, 16 * 16 * 3)), `${g.name}: a caption's sample depends on its seed alone`);
+    tf.dispose([x, again]);
+  }
+  const net: FeatureNet = { name: "mean", label: "mean", dim: 3, features: async (x) => tf.tidy(() => tf.mean(x, [1, 2]) as tf.Tensor2D) };
+  const r = await evaluateT2i(path.join(tmp, "student"), caps, student.make("tfjs"), { fid: net, reference: { mu: new Float64Array(3), sigma: Float64Array.from([1, 0, 0, 0, 1, 0, 0, 0, 1]), count: 10 }, referenceTag: "test" }, { seed: 3, batch: 2, shardSize: 2, size: 8 });
+  assert.ok(Number.isFinite(r.fid) && r.samples === 3);
+  assert.equal(tf.memory().numTensors, before);
+  sd.dispose();
 });

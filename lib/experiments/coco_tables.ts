@@ -151,7 +151,7 @@ export interface MeasuredRow {
 }
 
 /** A generator on either engine, and what it costs per image. */
-interface RowGenerator {
+export interface RowGenerator {
   id: string;
   name: string;
   nfe: number;
@@ -432,38 +432,7 @@ export async function sd15Tables(c: Sd15TablesConfig, o: { base?: string } = {})
         clip: { model: clip, tokenizer: await ClipTokenizer.load(), template: "a-photo-depicts", tag: "open_clip-ViT-g-14-laion2b_s12b_b42k" },
       };
       const captions = (await loadCoco30k()).slice(0, c.captions).map((p) => p.text);
-      // the UNet's sample_size (SD1.5: 64 latents, 512 px)
-      const size = sd.unet.config.sample_size;
-      const side = Array.isArray(size) ? size[0] : size ?? 64;
-      const noise = (seeds: number[]) => tf.tidy(() => tf.concat(seeds.map((s) => sd.noise(s, 1, side, side))) as tf.Tensor4D);
-      // decode gives [0, 1]; the protocol takes [-1, 1]
-      const toUnit = (latents: tf.Tensor4D) => tf.tidy(() => tf.sub(tf.mul(sd.decode(latents), 2), 1) as tf.Tensor4D);
-      const gens: RowGenerator[] = [
-        {
-          id: `sd15-ddim${c.steps}-cfg${c.guidance}`, name: `SD1.5, DDIM ${c.steps}, guidance ${c.guidance}`, nfe: 2 * c.steps, tag: path.resolve(c.sd15!), teacherLike: true, onOrt: false,
-          make: () => async (caps, seeds) => {
-            const z = noise(seeds);
-            const cond = sd.encode(caps, c.guidance);
-            const out = await sd.sampleLatents(z, cond, { steps: c.steps, sampler: "ddim" });
-            tf.dispose([z, cond.cond, ...(cond.guidance ? [cond.guidance.uncond] : [])]);
-            const images = toUnit(out.latents);
-            out.latents.dispose();
-            return images;
-          },
-        },
-        {
-          id: "student", name: "Diffusion2GAN student, 1 step", nfe: 1, tag: path.resolve(c.student!), teacherLike: false, onOrt: false,
-          make: () => async (caps, seeds) => {
-            const z = noise(seeds);
-            const cond = sd.encode(caps, 1);
-            const latents = generateUNet2D(student, z, cond.cond as tf.Tensor3D, generator, sd.scheduler("ddim"));
-            tf.dispose([z, cond.cond]);
-            const images = toUnit(latents);
-            latents.dispose();
-            return images;
-          },
-        },
-      ];
+      const gens = sd15Generators(sd, student, generator, { ...c, sd15: c.sd15!, student: c.student! });
       const rows: MeasuredRow[] = [];
       for (const g of gens) rows.push(await measure(dir, g, captions, judges, { ...c, size: GIGAGAN_EVAL_SIZE, latency: c.latency }));
       return rows;
@@ -473,6 +442,46 @@ export async function sd15Tables(c: Sd15TablesConfig, o: { base?: string } = {})
       clip.dispose();
     }
   });
+}
+
+/**
+ * The paper-scale rows' generators: SD1.5 (DDIM `steps` at `guidance`) and the one-step student (G read as its
+ * diffusion2gan.json says, on SD1.5's text states and scheduler), from each caption's seeded noise; images in [-1, 1].
+ * `sd15` and `student` name their folders (they key the cached evaluations).
+ */
+export function sd15Generators(sd: StableDiffusion, student: UNet2DConditionModel, generator: UNet2DGeneratorConfig, c: { steps: number; guidance: number; sd15: string; student: string }): RowGenerator[] {
+  // the UNet's sample_size (SD1.5: 64 latents, 512 px)
+  const size = sd.unet.config.sample_size;
+  const side = Array.isArray(size) ? size[0] : size ?? 64;
+  const noise = (seeds: number[]) => tf.tidy(() => tf.concat(seeds.map((s) => sd.noise(s, 1, side, side))) as tf.Tensor4D);
+  // decode gives [0, 1]; the protocol takes [-1, 1]
+  const toUnit = (latents: tf.Tensor4D) => tf.tidy(() => tf.sub(tf.mul(sd.decode(latents), 2), 1) as tf.Tensor4D);
+  return [
+    {
+      id: `sd15-ddim${c.steps}-cfg${c.guidance}`, name: `SD1.5, DDIM ${c.steps}, guidance ${c.guidance}`, nfe: 2 * c.steps, tag: path.resolve(c.sd15), teacherLike: true, onOrt: false,
+      make: () => async (caps, seeds) => {
+        const z = noise(seeds);
+        const cond = sd.encode(caps, c.guidance);
+        const out = await sd.sampleLatents(z, cond, { steps: c.steps, sampler: "ddim" });
+        tf.dispose([z, cond.cond, ...(cond.guidance ? [cond.guidance.uncond] : [])]);
+        const images = toUnit(out.latents);
+        out.latents.dispose();
+        return images;
+      },
+    },
+    {
+      id: "student", name: "Diffusion2GAN student, 1 step", nfe: 1, tag: path.resolve(c.student), teacherLike: false, onOrt: false,
+      make: () => async (caps, seeds) => {
+        const z = noise(seeds);
+        const cond = sd.encode(caps, 1);
+        const latents = generateUNet2D(student, z, cond.cond as tf.Tensor3D, generator, sd.scheduler("ddim"));
+        tf.dispose([z, cond.cond]);
+        const images = toUnit(latents);
+        latents.dispose();
+        return images;
+      },
+    },
+  ];
 }
 
 // ---- the Result section ---------------------------------------------------------------------------------------
