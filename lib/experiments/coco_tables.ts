@@ -180,7 +180,8 @@ async function secondsPerImage(gen: CaptionGenerator, caption: string, seed: num
 async function measure(dir: string, g: RowGenerator, captions: string[], judges: T2iJudges, c: { seed: number; batch: number; shardSize: number; size: number | null; latency: LatencyConfig }): Promise<MeasuredRow> {
   const ort = inferenceInfo().engine === "onnxruntime" && g.onOrt;
   const engine: EngineName = ort ? "onnxruntime" : "tfjs";
-  const rowDir = path.join(dir, `${g.id}-${settingsKey({ tag: g.tag, seed: c.seed, size: c.size })}`);
+  // keyed by everything the samples and scores depend on: other weights or judges start a new folder, never resume an old one
+  const rowDir = path.join(dir, `${g.id}-${settingsKey({ tag: g.tag, seed: c.seed, size: c.size, captions: captions.length, fid: judges.fid.name, reference: judges.referenceTag, clip: judges.clip?.tag ?? null })}`);
   const ev = await evaluateT2i(path.join(rowDir, "samples"), captions, g.make(engine), judges, c, `${g.name}: ${captions.length} samples`);
   const reps = g.teacherLike ? c.latency.teacherReps : c.latency.reps;
   const latency = await cachedResult(path.join(rowDir, `latency-${reps}-${engine}.json`), async () => ({
