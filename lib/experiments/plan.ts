@@ -8,7 +8,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { d2gEvaluations, DISCRIMINATOR_LADDER, T2IDiffusion2GanConfig } from "../distill/diffusion2gan";
 import { RegressionLossName } from "../distill/regression";
-import { distillationArms, T2I_DISTILLATION_CONFIGS } from "./t2i_distillation";
+import { COCO_TABLES_CONFIGS } from "./coco_tables";
+import { distillationArms, HEADLINE_RUNGS, T2I_DISTILLATION_CONFIGS } from "./t2i_distillation";
 import { T2I_TEACHERS, worldPairsDir } from "./t2i_teacher";
 
 // How long each notebook will take, before it runs: its experiment's config at the chosen scale (steps, sizes,
@@ -96,7 +97,7 @@ export const COSTS = {
    * under load average 12-18) divided by the same 2.74, less each one's estimated work. Re-measure on a quiet
    * machine (`D2G_SCALE=smoke npm run reproduce` prints each notebook's time beside its estimate).
    */
-  notebookFixedS: { "00_environment": 9, "01_latent_lpips_reconstruction": 20, "02_cifar10_convergence": 42, "03b_t2i_distillation": 40, "03a_t2i_teacher": 30, "05_augmentation_ablation": 27 } as Record<string, number>,
+  notebookFixedS: { "00_environment": 9, "01_latent_lpips_reconstruction": 20, "02_cifar10_convergence": 42, "03b_t2i_distillation": 40, "03a_t2i_teacher": 30, "04_coco_tables": 40, "05_augmentation_ablation": 27 } as Record<string, number>,
   /**
    * The world teacher (4.2M-parameter UNet2DConditionModel on 8x8x32 latents, 77 context tokens): one UNet
    * evaluation of one sample inside a batch of 100 rows (50 guided), ms, and per sampled image the TAEF2 decode and
@@ -120,6 +121,17 @@ export const COSTS = {
   t2iGanStepMs: [2506, 2441, 2410, 2520, 3097],
   t2iR1Ms: 814,
   t2iStudentImageMs: 75.4,
+  /**
+   * Notebook 04 at cpu scale, the world teacher on onnxruntime (the inference engine): one UNet evaluation of one
+   * sample in a guided batch of 50, and one TAEF2 decode per image, ms. Measured side by side with tfjs
+   * (2026-11-30 13:10 UTC, under nice 19 beside notebook 03b's cpu run, load average 6.2): 7.3 ms against tfjs's
+   * 14.2-15.9 ms an evaluation, 38 ms against 79-100 ms a decode; scaled by the quiet tfjs cost above (5.7 ms):
+   * 2.8 and 15 ms. Per UNet evaluation at batch 1 (the latency column): tfjs 118 ms, onnxruntime 15.8 ms (load
+   * average 2.9). Re-measure on a quiet machine.
+   */
+  cocoOrtEvalMs: 2.8,
+  cocoOrtDecodeMs: 15,
+  cocoBatch1EvalMs: { tfjs: 118, onnxruntime: 15.8 },
   /** One SD1.5 UNet evaluation at 64x64x4 on this machine (tfjs JS backend: wasm cannot hold it), environment.md. */
   sd15UnetEvalS: 2027,
 };
@@ -286,7 +298,39 @@ function sd15DistillationPlan(scale: Scale): Estimate {
   };
 }
 
+/**
+ * Notebook 04 on the world: the judges' reference, each row's samples (teacher rows guided: two evaluations a step;
+ * students one) with their decodes and scores, and each row's latency runs at batch 1 on both engines. At paper
+ * scale: SD1.5 UNet evaluations at this machine's cost, as notebook 03b's paper plan counts them.
+ */
+function cocoTablesPlan(scale: Scale): Estimate {
+  const c = COCO_TABLES_CONFIGS[scale];
+  if (c.kind === "sd15") {
+    const evals = c.captions * (2 * c.steps + 1);
+    return {
+      summary: `SD1.5 and its student on ${c.captions.toLocaleString("en")} COCO2014 captions: ${evals.toExponential(2)} UNet evaluations; at ${COSTS.sd15UnetEvalS} s each on this machine, a GPU engine's job`,
+      parts: [fixed("04_coco_tables"), { what: `${c.captions.toLocaleString("en")} samples of SD1.5 (DDIM ${c.steps}, guided) and of the student (1 step)`, seconds: evals * COSTS.sd15UnetEvalS }],
+    };
+  }
+  const d = T2I_DISTILLATION_CONFIGS[scale];
+  const nfe = (steps: number) => (c.guidance > 1 ? 2 : 1) * steps;
+  const rows = [c.teacherSteps, ...c.fewSteps];
+  const imageMs = COSTS.cocoOrtDecodeMs + COSTS.worldImageScoreMs;
+  const sampleS = (c.prompts * (rows.reduce((a, s) => a + nfe(s), 0) + 2) * COSTS.cocoOrtEvalMs + (rows.length + 2) * c.prompts * imageMs) / 1000;
+  const lat = (evals: number, reps: number) => ((reps + 1) * evals * (COSTS.cocoBatch1EvalMs.tfjs + COSTS.cocoBatch1EvalMs.onnxruntime)) / 1000;
+  const latencyS = rows.reduce((a, s) => a + lat(nfe(s), s >= 10 ? c.latency.teacherReps : c.latency.reps), 0) + 2 * lat(1, c.latency.reps);
+  const parts: PlanPart[] = [
+    fixed("04_coco_tables"),
+    { what: `the judges' reference (${d.evaluation.reference} rendered test scenes)`, seconds: (d.evaluation.reference * COSTS.worldImageScoreMs) / 1000 },
+    { what: `${c.prompts} test captions through ${rows.length} teacher rows (DDIM ${rows.join(", ")}, guidance ${c.guidance}) and 2 students, on onnxruntime`, seconds: sampleS },
+    { what: `latency at batch 1 on tfjs and onnxruntime (median of ${c.latency.reps}; ${c.latency.teacherReps} for the ${c.teacherSteps}-step teacher)`, seconds: latencyS },
+  ];
+  const arms = HEADLINE_RUNGS.map((k) => `ladder-${k}`);
+  return { summary: `the world's teacher at DDIM ${rows.join(", ")} and notebook 03b's students (${arms.join(", ")}; 03b trains them) on ${c.prompts} test captions, with latency`, parts };
+}
+
 const PLANS: Record<string, (scale: Scale) => Estimate> = {
+  "04_coco_tables": cocoTablesPlan,
   "00_environment": environmentPlan,
   "01_latent_lpips_reconstruction": reconstructionPlan,
   "02_cifar10_convergence": convergencePlan,

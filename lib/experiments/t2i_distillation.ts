@@ -306,7 +306,7 @@ export class T2iDistillation {
     if (config.teacher.kind === "sd15") {
       throw new Error(
         `${scale} scale distils SD1.5 from a diffusers folder (${config.teacher.folder ?? "set D2G_SD15_DIR"}) and scores it by COCO2014 FID-30k and CLIP-30k; ` +
-          "that evaluation (the COCO FID-table notebook) is not written yet, so this notebook prints the paper config and its cost and stops here",
+          "that evaluation exists (notebook 04, lib/experiments/coco_tables.ts, scores an exported student), but training on SD1.5's pairs is not wired up here yet, so this notebook prints the paper config and its cost and stops here",
       );
     }
     const guidances = [config.regressionGuidance, config.ladderGuidance];
