@@ -22,7 +22,7 @@ const SPEC = {
     teacher: { type: "enum", values: Object.keys(TEACHER_TRAININGS), help: "which training of lib/experiments/cifar10_teacher.ts TEACHER_TRAININGS (default long)" },
     steps: { type: "int", min: 1, max: 10_000_000, help: "training steps (default: the training's own)" },
     out: { type: "string", arg: "DIR", help: "folder for the weights and their .log.csv (default runs/teacher/out; data/weights writes the committed teacher)" },
-    figures: { type: "string", arg: "DIR", help: "folder for teacher_loss and teacher_samples (default: the --out folder)" },
+    figures: { type: "string", arg: "DIR", help: "folder for the loss curve and samples, teacher[_NAME]_loss and _samples (default: the --out folder)" },
   },
 } as const;
 

@@ -43,7 +43,7 @@ export const TEACHER_TRAININGS = {
   short: { ...EDM_TRAIN_DEFAULTS, net: CIFAR16_TEACHER_NET, batch: 32, steps: 1800, lr: 1e-3, lrRampupSteps: 200, emaHalflifeImages: 10_000, ckptEvery: 100 },
   /**
    * The same network on 20,000 steps of 32 (640,000 images, 13 epochs, 11x the short one's), the EMA half-life
-   * EDM's default fraction of that: sized to about 70 minutes at the 0.2 s a step measured on the 2-core machine
+   * EDM's default fraction of that: sized to about 50 minutes at the 0.15 s a step measured on the 2-core machine
    * (lib/experiments/plan.ts, COSTS.cifarTeacherStepS). Checkpoints every 500 steps, so it resumes where stopped.
    */
   long: { ...EDM_TRAIN_DEFAULTS, net: CIFAR16_TEACHER_NET, batch: 32, steps: 20_000, lr: 1e-3, lrRampupSteps: 200, emaHalflifeImages: 50_000, ckptEvery: 500 },

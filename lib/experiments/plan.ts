@@ -85,7 +85,10 @@ export const COSTS = {
   // steps in 173 s and 375 CD steps in 184 s, each with its FIDs (about 1 s of features and sampling each) included.
   // The MSE and pseudo-Huber regression steps (no LPIPS) were timed beside the LPIPS one (2026-11-30, 4 steps each
   // after a warm-up, twice, batch 32, under load average 4.1-4.2 from another run): MSE 245-286 ms, pseudo-Huber
-  // 174-492 ms, LPIPS at 32 px 420-497 ms; so 0.55 of the LPIPS step here. Re-measure: npm run bench:plan -- cifar.
+  // 174-492 ms, LPIPS at 32 px 420-497 ms; so 0.55 of the LPIPS step here. `npm run bench:plan -- cifar` the same
+  // day under load average 5.8-6.3 (other sessions' runs): LPIPS regression 776 ms, MSE 426, pseudo-Huber 369, GAN
+  // step 2,483, CD step 751, one FID of 500 samples 2.33 s, a teacher evaluation 2.16 ms a sample: 2.2-2.5x the
+  // costs below, so at that load notebook 02's cpu run takes over two hours. Re-measure on a quiet machine.
   teacherEvalMsPerImage: 34_900 / (1024 * 35),
   d2gRegressionStepS: { lpips: 93 / 300, mse: 0.55 * (93 / 300), "pseudo-huber": 0.55 * (93 / 300) } as Record<string, number>,
   d2gGanStepS: 173 / 150,
@@ -97,10 +100,11 @@ export const COSTS = {
    */
   heldOutSampleS: 1 / 500,
   /**
-   * One EDM training step of the 16x16 stand-in teacher at batch 32 (6 steps after the first, 2026-11-30, load
-   * average 4.2 from another run: 225 ms; the same bench's student steps ran 1.4-1.6x the quiet ones above).
+   * One EDM training step of the 16x16 stand-in teacher at batch 32: 225 ms (2026-11-30, load average 4.2, beside
+   * student steps 1.4-1.6x the ones above) and 313 ms in bench:plan under load 6 (beside an LPIPS regression step of
+   * 776 ms, 2.5x the 310 ms above): about 0.13 s at the load of the costs above, rounded up.
    */
-  cifarTeacherStepS: 0.2,
+  cifarTeacherStepS: 0.15,
   /** An earlier run (load average 8.5): 0.41 s; the later one could not separate it from the noise. */
   referenceFeaturesS: 0.41,
   /**
