@@ -1,5 +1,5 @@
 import { ABLATION_CONFIGS } from "./augmentation_ablation";
-import { CONFIGS as CONVERGENCE_CONFIGS } from "./cifar10_convergence";
+import { armConfig, ARMS, CONFIGS as CONVERGENCE_CONFIGS, evaluationSteps, pairEvaluations, searchConfig, ArmConfig } from "./cifar10_convergence";
 import { ENVIRONMENT_CONFIGS } from "./environment";
 import { LossKind } from "./latent_optimisation";
 import { RECONSTRUCTION_CONFIGS } from "./reconstruction";
@@ -84,11 +84,28 @@ export const COSTS = {
   // against 2,000 test images): its cpu run of 2026-11-30 with the wasm SIMD kernels and onnxruntime for the
   // teacher (load average about 2): 1,024 pairs of 35 evaluations in 34.9 s; 300 regression steps in 93 s, 150 GAN
   // steps in 173 s and 375 CD steps in 184 s, each with its FIDs (about 1 s of features and sampling each) included.
+  // The MSE and pseudo-Huber regression steps (no LPIPS) were timed beside the LPIPS one (2026-11-30, 4 steps each
+  // after a warm-up, twice, batch 32, under load average 4.1-4.2 from another run): MSE 245-286 ms, pseudo-Huber
+  // 174-492 ms, LPIPS at 32 px 420-497 ms; so 0.55 of the LPIPS step here. `npm run bench:plan -- cifar` the same
+  // day under load average 5.8-6.3 (other sessions' runs): LPIPS regression 776 ms, MSE 426, pseudo-Huber 369, GAN
+  // step 2,483, CD step 751, one FID of 500 samples 2.33 s, a teacher evaluation 2.16 ms a sample: 2.2-2.5x the
+  // costs below, so at that load notebook 02's cpu run takes over two hours. Re-measure on a quiet machine.
   teacherEvalMsPerImage: 34_900 / (1024 * 35),
-  d2gRegressionStepS: 93 / 300,
+  d2gRegressionStepS: { lpips: 93 / 300, mse: 0.55 * (93 / 300), "pseudo-huber": 0.55 * (93 / 300) } as Record<string, number>,
   d2gGanStepS: 173 / 150,
   cdStepS: 184 / 375,
   fidEvalS: 1,
+  /**
+   * The held-out correspondence per sample: a student sample and an LPIPS evaluation against the teacher's, costed
+   * as an FID sample (not measured separately).
+   */
+  heldOutSampleS: 1 / 500,
+  /**
+   * One EDM training step of the 16x16 stand-in teacher at batch 32: 225 ms (2026-11-30, load average 4.2, beside
+   * student steps 1.4-1.6x the ones above) and 313 ms in bench:plan under load 6 (beside an LPIPS regression step of
+   * 776 ms, 2.5x the 310 ms above): about 0.13 s at the load of the costs above, rounded up.
+   */
+  cifarTeacherStepS: 0.15,
   /** An earlier run (load average 8.5): 0.41 s; the later one could not separate it from the noise. */
   referenceFeaturesS: 0.41,
   /**
@@ -187,27 +204,35 @@ function ablationPlan(scale: Scale): Estimate {
   };
 }
 
+/** Seconds of one training of notebook 02 (steps at the measured batch-32 costs, scaled by batch), scorings apart. */
+function armTrainingS(a: ArmConfig, loss: string): number {
+  if (a.method === "CD") return (a.cd.batch / 32) * a.cd.steps * COSTS.cdStepS;
+  return (a.d2g.batch / 32) * (a.d2g.regressionSteps * COSTS.d2gRegressionStepS[loss] + a.d2g.ganSteps * COSTS.d2gGanStepS);
+}
+
 function convergencePlan(scale: Scale): Estimate {
   const c = CONVERGENCE_CONFIGS[scale];
   const teacherEvals = 2 * c.teacherLevels - 1;
-  const evals = (steps: number) => Math.floor(steps / c.evalEvery) + (steps % c.evalEvery === 0 ? 0 : 1);
-  const d2gSteps = c.d2g.regressionSteps + c.d2g.ganSteps;
-  // the measured step costs are at batch 32; a step's cost grows with its batch
-  const d2gBatch = c.d2g.batch / 32;
-  const cdBatch = c.cd.batch / 32;
-  const fidS = COSTS.fidEvalS * (c.evalSamples / 500);
-  const fids = evals(d2gSteps) + evals(c.cd.steps) + 1;
+  const fidS = (samples: number) => COSTS.fidEvalS * (samples / 500);
+  // a scoring: the EMA and the raw FID, and the held-out correspondence
+  const scoringS = 2 * fidS(c.evalSamples) + c.heldOut * COSTS.heldOutSampleS;
+  const rate = c.lrSearch.rates[0];
+  const search = ARMS.map((arm) => c.lrSearch.rates.length * (armTrainingS(searchConfig(armConfig(c, arm, rate, 0), c.lrSearch.steps), arm.loss) + fidS(c.lrSearch.samples)));
+  const arms = ARMS.map((arm) => {
+    const a = armConfig(c, arm, rate, 0);
+    const steps = a.method === "CD" ? a.cd.steps : `${a.d2g.regressionSteps}${a.d2g.ganSteps ? ` + ${a.d2g.ganSteps} GAN` : ""}`;
+    const scorings = evaluationSteps(c, a).length + 1;
+    return { what: `${arm.label}: ${c.seeds.length} x ${steps} steps, ${scorings} scorings each`, seconds: c.seeds.length * (armTrainingS(a, arm.loss) + scorings * scoringS) };
+  });
   return {
-    summary: `${c.pairs} ODE pairs, Diffusion2GAN ${c.d2g.regressionSteps} + ${c.d2g.ganSteps} steps, CD ${c.cd.steps} steps, ${plural(fids, "FID")} of ${c.evalSamples} samples`,
+    summary: `${ARMS.length} arms x ${c.seeds.length} seeds at ${c.budget.toLocaleString("en")} network evaluations each (${c.pairs} ODE pairs), a learning-rate search of ${c.lrSearch.rates.length} rates x ${c.lrSearch.steps} steps per arm`,
     parts: [
       fixed("02_cifar10_convergence"),
-      { what: `${c.pairs} ODE pairs (${teacherEvals} teacher evaluations each)`, seconds: (c.pairs * teacherEvals * COSTS.teacherEvalMsPerImage) / 1000 },
-      { what: `teacher FID (${c.evalSamples} samples) and reference features`, seconds: (c.evalSamples * teacherEvals * COSTS.teacherEvalMsPerImage) / 1000 + fidS + COSTS.referenceFeaturesS * (c.refImages / 2000) },
-      {
-        what: `Diffusion2GAN: ${c.d2g.regressionSteps} regression + ${c.d2g.ganSteps} GAN steps, ${plural(evals(d2gSteps), "FID")}`,
-        seconds: d2gBatch * (c.d2g.regressionSteps * COSTS.d2gRegressionStepS + c.d2g.ganSteps * COSTS.d2gGanStepS) + evals(d2gSteps) * fidS,
-      },
-      { what: `CD: ${c.cd.steps} steps, ${plural(evals(c.cd.steps), "FID")}`, seconds: cdBatch * c.cd.steps * COSTS.cdStepS + evals(c.cd.steps) * fidS },
+      { what: `${c.pairs} ODE pairs and ${c.heldOut} held-out ones (${teacherEvals} teacher evaluations each)`, seconds: ((pairEvaluations(c) + c.heldOut * teacherEvals) * COSTS.teacherEvalMsPerImage) / 1000 },
+      { what: `teacher FID (${c.evalSamples} samples) and reference features`, seconds: (c.evalSamples * teacherEvals * COSTS.teacherEvalMsPerImage) / 1000 + fidS(c.evalSamples) + COSTS.referenceFeaturesS * (c.refImages / 2000) },
+      { what: `learning-rate search: ${ARMS.length} arms x ${c.lrSearch.rates.length} rates x ${c.lrSearch.steps} steps`, seconds: search.reduce((a, b) => a + b, 0) },
+      ...arms,
+      { what: "noise floor (one more FID)", seconds: fidS(c.evalSamples) },
     ],
   };
 }
