@@ -74,9 +74,9 @@ async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
   }
   const t0 = Date.now();
   const seconds = () => secondsBefore + (Date.now() - t0) / 1000;
-  const save = async (step: number) => {
+  const save = async (step: number, trainSeconds = seconds()) => {
     if (!spec.ckptDir) return;
-    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, stepTime: timed, trainSeconds: seconds(), rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
+    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, stepTime: timed, trainSeconds, rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
     await saveCheckpoint(spec.ckptDir, spec.vars, meta);
     await spec.onCheckpoint?.(history);
   };
@@ -102,14 +102,16 @@ async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
     }
   }
   const steps = spec.totalSteps - start;
-  if (steps > 0) await save(spec.totalSteps);
+  // the run reports the time its last checkpoint records, so a run resumed from it never reports less
+  const total = seconds();
+  if (steps > 0) await save(spec.totalSteps, total);
   progress.finish();
   return {
     history,
     resumedFrom: start,
     secondsPerStep: steps > 0 ? (Date.now() - t0) / 1000 / steps : 0,
     msPerStep: timed.steps > 0 ? timed.ms / timed.steps : 0,
-    seconds: seconds(),
+    seconds: total,
     tensorsAfterFirstStep,
     tensorsAtEnd: tf.memory().numTensors,
   };
