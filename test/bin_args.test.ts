@@ -95,7 +95,7 @@ test("train:teacher --steps abc exits 2 and leaves the committed teacher and its
   for (const args of [["--steps", "abc"], ["--steps", "0"], ["--steps", "1.5"], ["--step", "10"]]) {
     const r = run([path.join(BIN, "train_teacher.js"), ...args]);
     assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
-    assert.match(r.stderr, /usage: npm run train:teacher -- \[--steps N\] \[--out DIR\] \[--figures DIR\]/);
+    assert.match(r.stderr, /usage: npm run train:teacher -- \[--teacher short\|long\] \[--steps N\] \[--out DIR\] \[--figures DIR\]/);
   }
   assert.deepEqual(digest(), before);
 });

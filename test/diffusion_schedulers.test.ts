@@ -5,7 +5,7 @@ import * as tf from "@tensorflow/tfjs";
 import { fromRoot } from "../lib/core/paths";
 import { alphasCumprod, ddimTimesteps, sigmaOfAlphaBar, timestepOfSigma } from "../lib/diffusion/ddpm_schedule";
 import { guided, sampleOde } from "../lib/diffusion/samplers";
-import { parseSchedulerConfig, samplingPlan, schedulerDenoiser, SD15_SCHEDULER_CONFIG_JSON } from "../lib/diffusion/schedulers";
+import { asyncSchedulerDenoiser, parseSchedulerConfig, samplingPlan, schedulerDenoiser, SD15_SCHEDULER_CONFIG_JSON } from "../lib/diffusion/schedulers";
 
 // Reference: diffusers' own DDIMScheduler / EulerDiscreteScheduler code (test/fixtures/diffusion/make_scheduler_fixture.py).
 interface Case {
@@ -140,4 +140,21 @@ test("scheduler configs: SD1.5 parses; unsupported switches, unknown keys and im
   assert.throws(() => samplingPlan(parseSchedulerConfig({ ...SD15_SCHEDULER_CONFIG_JSON, timestep_spacing: "linspace" }), "ddim", 50), /steps from timestep 999 to 979, not to the next listed 979|not to the next listed/);
   assert.throws(() => samplingPlan(sd, "ddim", 1000), /timestep 1000 .* outside 0\.\.999/);
   assert.throws(() => samplingPlan(sd, "euler", 0), /0 inference steps/);
+});
+
+test("the denoiser of an asynchronous network (a UNet on onnxruntime) is the same D as the synchronous one, for every prediction type", async () => {
+  const x = tf.randomNormal([2, 4, 4, 3], 0, 1, "float32", 1) as tf.Tensor4D;
+  const cond = tf.randomNormal([2, 4, 4, 3], 0, 1, "float32", 2) as tf.Tensor4D;
+  // a network whose output depends on its input, timestep and condition
+  const net = (xt: tf.Tensor4D, t: number, c?: tf.Tensor) => tf.tidy(() => tf.add(tf.mul(tf.sin(xt), t / 1000), c!) as tf.Tensor4D);
+  for (const prediction_type of ["epsilon", "v_prediction", "sample"]) {
+    const cfg = parseSchedulerConfig({ ...SD15_SCHEDULER_CONFIG_JSON, prediction_type }, "test", { className: "DDIMScheduler" });
+    const want = schedulerDenoiser(net, cfg)(x, 3.7, cond);
+    const before = tf.memory().numTensors;
+    const got = await asyncSchedulerDenoiser(async (xt, t, c) => net(xt, t, c), cfg)(x, 3.7, cond);
+    assert.equal(tf.memory().numTensors, before + 1, "only the result is left");
+    assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()), prediction_type);
+    tf.dispose([got, want]);
+  }
+  tf.dispose([x, cond]);
 });

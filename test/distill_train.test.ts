@@ -74,7 +74,7 @@ test("consistency distillation trains, counts teacher and student evaluations, a
     batch: (idx) => tf.tidy(() => ({ x: tf.gather(tf.randomUniform([8, 8, 8, 3], -1, 1, "float32", 5), tf.tensor1d(Array.from(idx), "int32")) as tf.Tensor4D, labels: tf.oneHot(tf.tensor1d(Array.from(idx, (i) => i % 3), "int32"), 3).toFloat() as tf.Tensor2D })),
   };
   let evaluated = 0;
-  const out = await trainConsistency({ cfg: { ...CD_DEFAULTS, batch: 4, steps: 3, ckptEvery: 10, targetEma: 0.9, evalEma: 0.9 }, teacher, data, distance: regressionLoss("mse"), evalEvery: 3,
+  const out = await trainConsistency({ cfg: { ...CD_DEFAULTS, batch: 4, steps: 3, ckptEvery: 10, targetEma: 0.9, emaBeta: 0.9 }, teacher, data, distance: regressionLoss("mse"), evalEvery: 3,
     evaluate: async () => { evaluated++; return {}; } });
   const last = out.result.history[2];
   assert.equal(evaluated, 1);

@@ -11,7 +11,7 @@ import { OdePairs } from "../lib/distill/ode_pairs";
 import { readSafetensors } from "../lib/io/safetensors";
 import { loadUNet2DConditionModel } from "../lib/nn/sd/load";
 import { notebookPlan } from "../lib/experiments/plan";
-import { ArmResult, claims, distillationArms, HEADLINE_RUNGS, T2I_DISTILLATION_CONFIGS, T2iDistillation } from "../lib/experiments/t2i_distillation";
+import { ArmResult, augmentationArms, augmentationClaims, augmentationRanking, claims, distillationArms, HEADLINE_RUNGS, T2I_DISTILLATION_CONFIGS, T2iDistillation } from "../lib/experiments/t2i_distillation";
 import { WorldJudges } from "../lib/experiments/world_judges";
 import { Row } from "../lib/viz/table";
 
@@ -36,6 +36,7 @@ test("the arms: five losses on CFG-3, the ladder's rows on CFG-8 as ladderRung m
   assert.deepEqual(arms.map((a) => a.id), [
     ...c.losses.map((l) => `regression-${l}`),
     "ladder-0", "ladder-0-seed1", "ladder-1", "ladder-2", "ladder-3", "ladder-4", "ladder-5", "ladder-5-seed1",
+    "augmentation-b", "augmentation-g", "augmentation-bgc", "augmentation-bgco", "augmentation-bgo",
   ]);
   for (const a of arms.filter((x) => x.table === "regression")) {
     assert.equal(a.guidance, 3);
@@ -47,6 +48,22 @@ test("the arms: five losses on CFG-3, the ladder's rows on CFG-8 as ladderRung m
     assert.equal(a.row, DISCRIMINATOR_LADDER[a.rung]);
   }
   assert.deepEqual(arms.filter((a) => a.cfg.seed !== c.recipe.seed).map((a) => a.rung), HEADLINE_RUNGS);
+});
+
+test("the augmentation rows: none and bg are the regression ablation's LatentLPIPS and E-LatentLPIPS arms, the others E-LatentLPIPS with their ops at its budget", () => {
+  const c = T2I_DISTILLATION_CONFIGS.cpu;
+  const arms = augmentationArms(c);
+  assert.deepEqual(arms.map((a) => [a.row, a.id]), [
+    ["none", "regression-latentlpips"], ["b", "augmentation-b"], ["g", "augmentation-g"], ["bg", "regression-e-latentlpips"],
+    ["bgc", "augmentation-bgc"], ["bgco", "augmentation-bgco"], ["bgo", "augmentation-bgo"],
+  ]);
+  const regression = distillationArms(c).filter((a) => a.table === "regression");
+  for (const a of arms) {
+    const same = regression.find((r) => r.id === a.id);
+    if (same) assert.deepEqual(a.cfg, same.cfg, a.row);
+    else assert.deepEqual(a.cfg, { ...c.recipe, regression: "e-latentlpips", augment: c.augmentations[a.row], regressionSteps: c.regressionAblationSteps, ganSteps: 0 });
+    assert.equal(a.guidance, c.regressionGuidance);
+  }
 });
 
 test("an arm stopped mid-training and run again is the uninterrupted arm, bit for bit; no tensor outlives it", async () => {
@@ -151,6 +168,17 @@ test("the Result: the paper's orderings read from the tables, differences within
   assert.match(not[0].why!, /LPIPS \(TAEF2 decode\) \(10\.5\)/);
   assert.match(not[2].why!, /1 of 5 components/);
   assert.ok(claims({}).every((c) => c.verdict === "not tested"));
+});
+
+test("the augmentation Result: the best preset against none and the paper's note against bg, beyond the noise floor only", () => {
+  const rows = (fids: Record<string, number>): Row[] => [{ preset: "teacher, DDIM 50 (CFG-3)", "FID-wCLIP": 1 }, ...Object.entries(fids).map(([preset, v]) => ({ preset, "FID-wCLIP": v, steps: 200 }))];
+  const floor = tables([1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], 1).floor;
+  const held = augmentationClaims(rows({ none: 13, b: 11, bg: 10, bgo: 10.8 }), floor);
+  assert.deepEqual(held.map((c) => c.verdict), ["held", "held"]);
+  const not = augmentationClaims(rows({ none: 10.5, b: 11, bg: 10, bgo: 11.2 }), floor);
+  assert.deepEqual(not.map((c) => c.verdict), ["did not hold", "did not hold"]);
+  assert.ok(augmentationClaims(undefined, floor).every((c) => c.verdict === "not tested"));
+  assert.equal(augmentationRanking(rows({ none: 13, b: 11, bg: 10, bgo: 10.8 }), floor), 'FID-wCLIP, best first ("<": the gap exceeds the noise floor of 1; "~": it does not): bg 10 ~ bgo 10.8 ~ b 11 < none 13');
 });
 
 test("the cpu estimate fits two hours; the paper scale prints its cost in SD1.5 evaluations", () => {

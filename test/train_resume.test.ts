@@ -7,6 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { batchIndices } from "../lib/train/data_order";
 import { EDM_TRAIN_DEFAULTS, EdmTrainConfig, LabelledData, trainEdm } from "../lib/diffusion/train_edm";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "../lib/train/checkpoint";
+import { runTraining } from "../lib/train/loop";
 
 const CFG: EdmTrainConfig = {
   ...EDM_TRAIN_DEFAULTS,
@@ -74,4 +75,23 @@ test("loading a checkpoint leaves no tensors behind (each resume used to keep on
   assert.deepEqual(Array.from(vars.a.dataSync()), [1, 2, 3, 4]);
   tf.dispose(Object.values(vars));
   fs.rmSync(dir, { recursive: true });
+});
+
+test("evalAt scores exactly at the listed steps (and at step 0 with evalAtStart), and a resumed run keeps the earlier scores", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "d2g-evalat-"));
+  const x = tf.variable(tf.scalar(0));
+  const spec = (totalSteps: number) => ({
+    label: "evalAt", totalSteps, ckptDir: dir, ckptEvery: 1, vars: { x }, rngs: {}, evalAt: [2, 5], evalAtStart: true,
+    step: () => {
+      tf.tidy(() => x.assign(tf.add(x, 1)));
+      return { loss: 0 };
+    },
+    evaluate: async (done: number) => ({ score: done, x: x.dataSync()[0] }),
+  });
+  await runTraining(spec(3));
+  const r = await runTraining(spec(6));
+  assert.equal(r.resumedFrom, 3);
+  assert.deepEqual(r.history.filter((h) => h.score !== undefined).map((h) => [h.step, h.x]), [[0, 0], [2, 2], [5, 5]]);
+  x.dispose();
+  fs.rmSync(dir, { recursive: true, force: true });
 });

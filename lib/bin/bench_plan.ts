@@ -1,8 +1,9 @@
 // npm run bench:plan -- [cifar] [reconstruction] [t2i]: per-unit costs that lib/experiments/plan.ts records.
 //   cifar           notebook 02 at the cpu-scale settings of lib/experiments/cifar10_convergence.ts (16x16 stand-in
 //                   teacher, batch sizes, LPIPS size, FID-C10 on evalSamples samples against refImages test images):
-//                   a teacher evaluation per image, a Diffusion2GAN regression step and GAN step, a
-//                   consistency-distillation step, one FID evaluation, the reference features
+//                   a teacher evaluation per image, a Diffusion2GAN regression step per loss (LPIPS, MSE,
+//                   pseudo-Huber) and GAN step, a consistency-distillation step, one FID evaluation, the reference
+//                   features, and an EDM training step of the long stand-in teacher
 //   reconstruction  notebooks 01 and 05: one evaluation of a latent (TAEF2 decode, PSNR, LatentLPIPS) at 128 and
 //                   256 px (their step costs are the ms/step the notebooks report; a LatentLPIPS step is timed
 //                   too, to compare with those); a pixel-LPIPS step against an E-LatentLPIPS one at 256 px (notebook
@@ -22,14 +23,15 @@ import { Rng } from "../core/random";
 import { loadCifar10 } from "../data/cifar10";
 import { trainConsistency } from "../distill/consistency";
 import { trainDiffusion2Gan } from "../distill/diffusion2gan";
+import { trainEdm } from "../diffusion/train_edm";
 import { generate } from "../distill/generator";
 import { generatePairs, mergePairs, OdePairs, PairRecord } from "../distill/ode_pairs";
 import { regressionLoss } from "../distill/regression";
 import { loadC10FeatureNet } from "../metrics/cifar_classifier";
 import { evaluate, ImageDataset } from "../metrics/evaluate";
 import { loadStandinLpips } from "../perceptual/standins";
-import { CONFIGS } from "../experiments/cifar10_convergence";
-import { cifarLabelled, classCycledSamples, loadCifarTeacher, teacherSamples } from "../experiments/cifar10_teacher";
+import { armById, armConfig, CONFIGS } from "../experiments/cifar10_convergence";
+import { cifarLabelled, classCycledSamples, loadCifarTeacher, TEACHER_TRAININGS, teacherSamples } from "../experiments/cifar10_teacher";
 import { ABLATION_IMAGES, ablationConfig } from "../experiments/augmentation_ablation";
 import { LossSpec, optimiseLatent, OptimiseContext } from "../experiments/latent_optimisation";
 import { reconstructionConfig, withTarget } from "../experiments/reconstruction";
@@ -152,20 +154,38 @@ async function cifar(): Promise<string[]> {
     const [, tFid] = await seconds(fid);
 
     const pairs = OdePairs.open(pairDir);
-    const d2g = async (regressionSteps: number, ganSteps: number) =>
-      (await trainDiffusion2Gan({ cfg: { ...cfg.d2g, regressionSteps, ganSteps, ckptEvery: 1e9 }, teacher, pairs, regression: lpipsLoss })).result.secondsPerStep;
-    const regS = await d2g(STEPS, 0);
-    const ganS = await d2g(0, STEPS);
-    const cd = await trainConsistency({ cfg: { ...cfg.cd, steps: STEPS, ckptEvery: 1e9 }, teacher, data: cifarLabelled(train, res as 16 | 32), distance: lpipsLoss });
+    const arm = (id: string) => armConfig(cfg, armById(id), 2e-4, 0);
+    const d2gCfg = (id: string) => {
+      const a = arm(id);
+      if (a.method !== "Diffusion2GAN") throw new Error(`${id}: not a Diffusion2GAN arm`);
+      return a.d2g;
+    };
+    const d2g = async (id: string, regression: string, regressionSteps: number, ganSteps: number) => {
+      const out = await trainDiffusion2Gan({ cfg: { ...d2gCfg(id), regressionSteps, ganSteps, ckptEvery: 1e9 }, teacher, pairs, regression: regressionLoss(regression, { lpips: lpips.lpips, lpipsSize: cfg.lpipsSize }) });
+      out.generator.dispose();
+      return out.result.secondsPerStep;
+    };
+    const regS = await d2g("d2g-lpips", "lpips", STEPS, 0);
+    const mseS = await d2g("d2g-mse", "mse", STEPS, 0);
+    const huberS = await d2g("d2g-pseudo-huber", "pseudo-huber", STEPS, 0);
+    const ganS = await d2g("d2g-lpips-gan", "lpips", 0, STEPS);
+    const cdArm = arm("cd");
+    if (cdArm.method !== "CD") throw new Error("cd: not the CD arm");
+    const cd = await trainConsistency({ cfg: { ...cdArm.cd, steps: STEPS, ckptEvery: 1e9 }, teacher, data: cifarLabelled(train, res as 16 | 32), distance: lpipsLoss });
+    cd.student.dispose();
     const cdS = cd.result.secondsPerStep;
+    const edm = await trainEdm({ ...TEACHER_TRAININGS.long, steps: STEPS + 1, ckptEvery: 1e9 }, cifarLabelled(train, 16));
+    edm.net.dispose();
+    edm.ema.dispose();
 
     return [
       `  teacher evaluation per image (batch ${cfg.pairBatch}, ${res}x${res}): ${teacherEvalMs.toFixed(3)} ms`,
       `  reference features (${cfg.refImages} images): ${(tFirst - tFid).toFixed(2)} s`,
       `  one FID evaluation (${cfg.evalSamples} one-step samples): ${tFid.toFixed(2)} s`,
-      `  Diffusion2GAN regression step (batch ${cfg.d2g.batch}): ${(1000 * regS).toFixed(0)} ms`,
-      `  Diffusion2GAN GAN step (batch ${cfg.d2g.batch}): ${(1000 * ganS).toFixed(0)} ms`,
-      `  consistency-distillation step (batch ${cfg.cd.batch}): ${(1000 * cdS).toFixed(0)} ms`,
+      `  Diffusion2GAN regression step (batch ${cfg.batch}): LPIPS ${(1000 * regS).toFixed(0)} ms, MSE ${(1000 * mseS).toFixed(0)} ms, pseudo-Huber ${(1000 * huberS).toFixed(0)} ms`,
+      `  Diffusion2GAN GAN step (batch ${cfg.batch}): ${(1000 * ganS).toFixed(0)} ms`,
+      `  consistency-distillation step (batch ${cfg.batch}): ${(1000 * cdS).toFixed(0)} ms`,
+      `  stand-in teacher EDM step (batch ${TEACHER_TRAININGS.long.batch}): ${edm.result.msPerStep.toFixed(0)} ms`,
     ];
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -1,7 +1,11 @@
-// PIL's bicubic resize (Pillow's libImaging/Resample.c), which the reference evaluation pipelines run on the
-// host: clean-fid resizes float channels with it (mode "F"), and CLIP's preprocessing (torchvision's Resize on a
-// PIL image) resizes 8-bit RGB with it. One separable pass per axis that changes size, horizontal first; when
-// shrinking, the kernel is stretched by the scale, which is what makes it antialiased. Images are HWC.
+// PIL's bicubic and Lanczos resizes (Pillow's libImaging/Resample.c), which the reference evaluation pipelines run
+// on the host: clean-fid resizes float channels with bicubic (mode "F"), CLIP's preprocessing (torchvision's Resize
+// on a PIL image) resizes 8-bit RGB with bicubic, and GigaGAN's evaluation resizes every image to 256 with Lanczos
+// before FID. One separable pass per axis that changes size, horizontal first; when shrinking, the kernel is
+// stretched by the scale, which is what makes it antialiased. Images are HWC.
+
+/** The PIL resampling filters implemented here. */
+export type PilFilter = "bicubic" | "lanczos";
 
 /** PIL's bicubic kernel (a = -0.5). */
 function cubic(x: number): number {
@@ -20,11 +24,29 @@ interface AxisCoeffs {
   width: number;
 }
 
+function sinc(x: number): number {
+  if (x === 0) return 1;
+  x *= Math.PI;
+  return Math.sin(x) / x;
+}
+
+/** PIL's lanczos_filter: sinc(x) sinc(x / 3) on [-3, 3). */
+function lanczos(x: number): number {
+  return x >= -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0;
+}
+
+const FILTERS: Record<PilFilter, { kernel: (x: number) => number; support: number }> = {
+  bicubic: { kernel: cubic, support: 2 },
+  lanczos: { kernel: lanczos, support: 3 },
+};
+
 /** One axis of precompute_coeffs: weights normalised to sum to 1 (in double). */
-function axisCoeffs(inSize: number, outSize: number): AxisCoeffs {
+function axisCoeffs(inSize: number, outSize: number, filter: PilFilter = "bicubic"): AxisCoeffs {
+  const f = FILTERS[filter];
+  if (!f) throw new Error(`PIL resize: unknown filter ${JSON.stringify(filter)} (expected "bicubic" or "lanczos")`);
   const scale = inSize / outSize;
   const filterScale = Math.max(scale, 1);
-  const support = 2 * filterScale;
+  const support = f.support * filterScale;
   const width = Math.ceil(support) * 2 + 1;
   const start = new Int32Array(outSize);
   const count = new Int32Array(outSize);
@@ -36,7 +58,7 @@ function axisCoeffs(inSize: number, outSize: number): AxisCoeffs {
     const hi = Math.min(inSize, Math.trunc(center + support + 0.5));
     let total = 0;
     for (let x = lo; x < hi; x++) {
-      const wgt = cubic((x - center + 0.5) / filterScale);
+      const wgt = f.kernel((x - center + 0.5) / filterScale);
       weights[i * width + x - lo] = wgt;
       total += wgt;
     }
@@ -102,12 +124,12 @@ export function pilResizeFloat(src: Float32Array, h: number, w: number, c: numbe
 }
 
 /**
- * PIL's bicubic resize of an 8-bit image (e.g. RGB): fixed-point weights, each pass rounded and clamped to
- * 0..255, as Image.resize(size, BICUBIC) computes it.
+ * PIL's resize of an 8-bit image (e.g. RGB): fixed-point weights, each pass rounded and clamped to 0..255, as
+ * Image.resize(size, BICUBIC) (or LANCZOS) computes it.
  */
-export function pilResizeU8(src: Uint8Array, h: number, w: number, c: number, outH: number, outW: number): Uint8Array {
+export function pilResizeU8(src: Uint8Array, h: number, w: number, c: number, outH: number, outW: number, filter: PilFilter = "bicubic"): Uint8Array {
   const shift = 2 ** PRECISION_BITS;
   // clip8: (acc >> 22) clamped to 0..255, with 2^21 added first to round
   const finish = (acc: number) => (acc <= 0 ? 0 : acc >= 256 * shift ? 255 : Math.floor(acc / shift));
-  return resize(src, h, w, c, outH, outW, (n) => new Uint8Array(n), (i, o) => fixedPoint(axisCoeffs(i, o)), 2 ** (PRECISION_BITS - 1), finish, "pilResizeU8");
+  return resize(src, h, w, c, outH, outW, (n) => new Uint8Array(n), (i, o) => fixedPoint(axisCoeffs(i, o, filter)), 2 ** (PRECISION_BITS - 1), finish, "pilResizeU8");
 }

@@ -153,16 +153,40 @@ export type EpsNet = ModelNet;
  * epsilon: D = x - sigma eps; v: D = x / (1 + sigma^2) - sigma / sqrt(1 + sigma^2) v; sample: D = output.
  */
 export function predictionDenoiser(net: ModelNet, cfg: DdpmConfig, prediction: PredictionType, interp: "linear" | "log" = "linear"): Denoiser {
-  const sig = Array.from(alphasCumprod(cfg), sigmaOfAlphaBar);
+  const t = timestepOf(cfg, prediction, interp);
+  return (x, sigma, cond) => tf.tidy(() => fromPrediction(x, sigma, net(tf.div(x, Math.sqrt(1 + sigma * sigma)), t(sigma), cond), prediction));
+}
+
+/** A network that answers asynchronously: a frozen UNet on the inference engine (lib/nn/frozen.ts). */
+export type AsyncModelNet = (xt: tf.Tensor4D, t: number, cond?: tf.Tensor) => Promise<tf.Tensor4D>;
+
+/** predictionDenoiser of an asynchronous network: the same D, for the solvers' asynchronous denoisers. */
+export function asyncPredictionDenoiser(net: AsyncModelNet, cfg: DdpmConfig, prediction: PredictionType, interp: "linear" | "log" = "linear"): (x: tf.Tensor4D, sigma: number, cond?: tf.Tensor) => Promise<tf.Tensor4D> {
+  const t = timestepOf(cfg, prediction, interp);
+  return async (x, sigma, cond) => {
+    const xt = tf.div(x, Math.sqrt(1 + sigma * sigma)) as tf.Tensor4D;
+    const out = await net(xt, t(sigma), cond);
+    xt.dispose();
+    const d = tf.tidy(() => fromPrediction(x, sigma, out, prediction));
+    out.dispose();
+    return d;
+  };
+}
+
+function timestepOf(cfg: DdpmConfig, prediction: PredictionType, interp: "linear" | "log"): (sigma: number) => number {
   if (prediction !== "epsilon" && prediction !== "v_prediction" && prediction !== "sample") throw new Error(`denoiser: unknown prediction type ${JSON.stringify(prediction)}`);
-  return (x, sigma, cond) =>
-    tf.tidy(() => {
-      const scale = Math.sqrt(1 + sigma * sigma);
-      const out = net(tf.div(x, scale), timestepOfSigma(sigma, sig, interp), cond);
-      if (prediction === "epsilon") return tf.sub(x, tf.mul(out, sigma));
-      if (prediction === "v_prediction") return tf.sub(tf.div(x, scale * scale), tf.mul(out, sigma / scale));
-      return out;
-    });
+  const sig = Array.from(alphasCumprod(cfg), sigmaOfAlphaBar);
+  return (sigma) => timestepOfSigma(sigma, sig, interp);
+}
+
+/** D(x; sigma) from the network's output at x_t = x / sqrt(1 + sigma^2). */
+function fromPrediction(x: tf.Tensor4D, sigma: number, out: tf.Tensor4D, prediction: PredictionType): tf.Tensor4D {
+  const scale = Math.sqrt(1 + sigma * sigma);
+  // epsilon: D = x - sigma eps
+  if (prediction === "epsilon") return tf.sub(x, tf.mul(out, sigma));
+  // v: D = x / (1 + sigma^2) - sigma / sqrt(1 + sigma^2) v
+  if (prediction === "v_prediction") return tf.sub(tf.div(x, scale * scale), tf.mul(out, sigma / scale));
+  return out.clone();
 }
 
 /** D(x; sigma) from an eps network (predictionDenoiser with "epsilon"). */

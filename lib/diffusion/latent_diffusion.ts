@@ -7,7 +7,8 @@ import { UNet2DConditionModel } from "../nn/sd/unet2d_condition";
 import { Denoiser } from "./edm";
 import { encodePrompts, PromptConditioning } from "./prompt_guidance";
 import { sampleOde, SolverDenoiser } from "./samplers";
-import { parseSchedulerConfig, SchedulerConfig, SchedulerSampler, samplingPlan, schedulerDenoiser } from "./schedulers";
+import { AsyncModelNet } from "./ddpm_schedule";
+import { asyncSchedulerDenoiser, parseSchedulerConfig, SchedulerConfig, SchedulerSampler, samplingPlan, schedulerDenoiser } from "./schedulers";
 
 // A text-conditioned latent diffusion model as diffusers' pipelines run it, without the autoencoder: a CLIP text
 // encoder and tokenizer make the condition, a UNet2DConditionModel predicts under a scheduler, and the denoising
@@ -31,6 +32,8 @@ export interface SampleLatentsOptions {
   sampler: SchedulerSampler;
   /** Ticked once per step. */
   progress?: Progress;
+  /** The UNet on another engine (a FrozenForward of unet.forward on onnxruntime); default the tfjs forward. */
+  unet?: AsyncModelNet;
 }
 
 export class LatentDiffusion {
@@ -94,7 +97,7 @@ export class LatentDiffusion {
    */
   async sampleLatents(z: tf.Tensor4D, cond: PromptConditioning, o: SampleLatentsOptions): Promise<{ latents: tf.Tensor4D; nfe: number }> {
     const plan = samplingPlan(this.scheduler(o.sampler), o.sampler, o.steps);
-    const base = this.denoiser(o.sampler);
+    const base: SolverDenoiser = o.unet ? asyncSchedulerDenoiser(o.unet, this.scheduler(o.sampler)) : this.denoiser(o.sampler);
     const D: SolverDenoiser = o.progress
       ? async (x, s, c) => {
           const out = await base(x, s, c);

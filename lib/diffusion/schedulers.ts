@@ -3,6 +3,8 @@ import {
   alphasCumprod,
   BetaSchedule,
   DdpmConfig,
+  AsyncModelNet,
+  asyncPredictionDenoiser,
   ModelNet,
   predictionDenoiser,
   PredictionType,
@@ -201,4 +203,9 @@ export function samplingPlan(cfg: SchedulerConfig, sampler: SchedulerSampler, st
 /** The Denoiser of a network trained on this schedule (its prediction type; Karras levels map to t through log sigma). */
 export function schedulerDenoiser(net: ModelNet, cfg: SchedulerConfig): Denoiser {
   return predictionDenoiser(net, cfg, cfg.predictionType, cfg.useKarrasSigmas ? "log" : "linear");
+}
+
+/** schedulerDenoiser of a network on the inference engine (asynchronous). */
+export function asyncSchedulerDenoiser(net: AsyncModelNet, cfg: SchedulerConfig): ReturnType<typeof asyncPredictionDenoiser> {
+  return asyncPredictionDenoiser(net, cfg, cfg.predictionType, cfg.useKarrasSigmas ? "log" : "linear");
 }

@@ -6,7 +6,7 @@ import { cloneModule } from "../nn/module";
 import { SongUNet } from "../nn/unet";
 import { Adam, lossAndGrads } from "../train/adam";
 import { batchIndices } from "../train/data_order";
-import { Ema } from "../train/ema";
+import { Ema, emaBetaAt, EmaRule } from "../train/ema";
 import { runTraining, TrainResult } from "../train/loop";
 import { RegressionLoss } from "./regression";
 
@@ -14,16 +14,17 @@ import { RegressionLoss } from "./regression";
 // point of the teacher's ODE trajectory to its end; it is trained so that f_theta(x_{n+1}, t_{n+1}) agrees
 // with f_theta-(x^_n, t_n), where x^_n is one Heun step of the teacher from x_{n+1} and theta- is an EMA target.
 
-export interface ConsistencyConfig {
+/** The evaluation EMA follows EmaRule (a fixed rate, or EDM's half-life with ramp-up), as Diffusion2GAN's does. */
+export interface ConsistencyConfig extends EmaRule {
   /** Number of discretisation levels t_1 = sigma_min < ... < t_N = sigma_max (EDM's rho schedule). */
   N: number;
   batch: number;
   steps: number;
   lr: number;
-  /** EMA rate mu of the target network theta-. */
+  /** Adam's (beta1, beta2). */
+  betas: [number, number];
+  /** EMA rate mu of the target network theta- (0: the online network itself under stop-gradient). */
   targetEma: number;
-  /** EMA rate of the network used for evaluation. */
-  evalEma: number;
   /** Intermediate noise level of two-step sampling (not pinned by our sources; tune per model). */
   twoStepSigma: number;
   seed: number;
@@ -31,13 +32,25 @@ export interface ConsistencyConfig {
   edm: EdmConfig;
 }
 
-// The official CIFAR-10 consistency distillation (openai/consistency_models_cifar10, configs/cifar10_ve_cd.py and
-// jcm/losses.py) trains against the online network itself: for the "consistency" loss ema_and_scales_fn returns no
-// target rate, so target_params = params under stop_gradient (mu = 0); 0.9999 is model.ema_rate, the evaluation EMA.
-// It uses RAdam at lr 4e-4 and batch 512; this trainer uses Adam.
+// The official CIFAR-10 consistency distillation (openai/consistency_models_cifar10 at d086e77) trains against the
+// online network itself: jcm/losses.py:892-896, get_ema_scales_fn returns (None, None) for training.loss
+// "consistency" (configs/cifar10_ve_cd.py:12), so get_step_fn calls loss_fn without target_params and
+// jcm/losses.py:305-306 sets target_params = params, under stop_gradient (stopgrad = True): mu = 0. The 0.9999 of
+// configs/cifar10_ve_cd.py:46 is model.ema_rate, the evaluation EMA (PAPER.md's "EMA 0.9999 for the target" reads
+// it as the target's). The PyTorch repository's fixed target rate 0.95 (openai/consistency_models at e32b69e,
+// scripts/launch.sh:22-31, --target_ema_mode fixed --start_ema 0.95) is its ImageNet-64 and LSUN setting, not
+// CIFAR-10's. Optimiser there: RAdam, lr 4e-4, beta2 0.999 (cifar10_ve_cd.py:74-75, default_cifar10_configs.py:65),
+// batch 512, no warm-up on the RAdam path; this trainer uses Adam.
 export const CD_DEFAULTS: Omit<ConsistencyConfig, "batch" | "steps"> = {
-  N: 18, lr: 4e-4, targetEma: 0, evalEma: 0.9999, twoStepSigma: 0.821, seed: 0, ckptEvery: 500, edm: EDM_DEFAULTS,
+  N: 18, lr: 4e-4, betas: [0.9, 0.999], targetEma: 0, emaBeta: 0.9999, emaHalflifeImages: 0, emaRampup: 0.05, twoStepSigma: 0.821, seed: 0, ckptEvery: 500, edm: EDM_DEFAULTS,
 };
+
+/**
+ * Network evaluations per sample of one CD step, for the cost axes (the rule of d2gEvaluations: every forward pass
+ * of a network on one sample counts one): the teacher's Heun step (two teacher evaluations), the online network
+ * and the target network once each.
+ */
+export const CD_EVALS_PER_SAMPLE = { teacher: 2, student: 2 };
 
 /** Ascending levels t_1..t_N: t_i = (sigma_min^(1/rho) + (i-1)/(N-1) (sigma_max^(1/rho) - sigma_min^(1/rho)))^rho. */
 export function karrasLevels(n: number, cfg: EdmConfig = EDM_DEFAULTS): number[] {
@@ -111,7 +124,11 @@ export interface CdRun {
   distance: RegressionLoss;
   ckptDir?: string;
   evalEvery?: number;
-  evaluate?: (sample: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D, stepsDone: number) => Promise<Record<string, number>>;
+  /** Evaluate after exactly these step counts instead of every evalEvery; evalAtStart also before the first step. */
+  evalAt?: number[];
+  evalAtStart?: boolean;
+  /** Metrics of the evaluation-EMA student (`sample`) and of the online weights (`raw`), one-step sampling. */
+  evaluate?: (sample: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D, stepsDone: number, raw: (z: tf.Tensor4D, c: tf.Tensor2D) => tf.Tensor4D) => Promise<Record<string, number>>;
   label?: string;
 }
 
@@ -124,7 +141,7 @@ export async function trainConsistency(run: CdRun): Promise<CdOutput> {
   const evalEma = new Ema(params);
   const evalNet = cloneModule(run.teacher, rng);
   const targetNet = cloneModule(run.teacher, rng);
-  const opt = new Adam(params, { lr: cfg.lr });
+  const opt = new Adam(params, { lr: cfg.lr, beta1: cfg.betas[0], beta2: cfg.betas[1] });
   const teacherNet = rawNetOf(run.teacher);
   const levels = karrasLevels(cfg.N, cfg.edm);
   const noiseRng = new Rng(cfg.seed + 21);
@@ -155,10 +172,14 @@ export async function trainConsistency(run: CdRun): Promise<CdOutput> {
       },
     },
     evalEvery: run.evalEvery,
+    evalAt: run.evalAt,
+    evalAtStart: run.evalAtStart,
     evaluate: run.evaluate
       ? async (done) => {
           evalEma.copyTo(evalNet.parameters());
-          return { ...(await run.evaluate!((z, c) => consistencySample(evalNet, z, c, cfg, 1), done)), teacherEvals, studentEvals };
+          const sample = (z: tf.Tensor4D, c: tf.Tensor2D) => consistencySample(evalNet, z, c, cfg, 1);
+          const raw = (z: tf.Tensor4D, c: tf.Tensor2D) => consistencySample(online, z, c, cfg, 1);
+          return { ...(await run.evaluate!(sample, done, raw)), teacherEvals, studentEvals };
         }
       : undefined,
     step(i) {
@@ -169,7 +190,7 @@ export async function trainConsistency(run: CdRun): Promise<CdOutput> {
       const tLo = ns.map((n) => levels[n]);
       const xHi = tf.tidy(() => tf.add(y, tf.mul(tf.randomNormal(y.shape, 0, 1, "float32", noiseRng.seed()), tf.tensor4d(tHi, [cfg.batch, 1, 1, 1]))) as tf.Tensor4D);
       const xLo = heunStep(teacherNet, xHi, tHi, tLo, labels, cfg.edm.sigmaData);
-      teacherEvals += 2 * cfg.batch;
+      teacherEvals += CD_EVALS_PER_SAMPLE.teacher * cfg.batch;
       // the target comes from the EMA network theta- and is a constant for the gradient
       target.copyTo(targetNet.parameters());
       const goal = tf.tidy(() => consistencyFn(targetNet, xLo, tf.tensor1d(tLo), labels, cfg.edm));
@@ -177,10 +198,10 @@ export async function trainConsistency(run: CdRun): Promise<CdOutput> {
         const pred = consistencyFn(online, xHi, tf.tensor1d(tHi), labels, cfg.edm);
         return run.distance(pred, goal);
       }, params);
-      studentEvals += 2 * cfg.batch;
+      studentEvals += CD_EVALS_PER_SAMPLE.student * cfg.batch;
       opt.apply(grads);
       target.update(cfg.targetEma);
-      evalEma.update(cfg.evalEma);
+      evalEma.update(emaBetaAt(cfg, cfg.batch, i + 1));
       tf.dispose([y, labels, xHi, xLo, goal, ...grads]);
       return { loss };
     },

@@ -7,7 +7,7 @@ import { UNet2DConditionModel } from "../nn/sd/unet2d_condition";
 import { SongUNet } from "../nn/unet";
 import { augmentPair } from "../perceptual/augment";
 import { Adam, lossAndGrads } from "../train/adam";
-import { edmEmaBeta, Ema } from "../train/ema";
+import { Ema, emaBetaAt, EmaRule } from "../train/ema";
 import { runTraining, TrainResult } from "../train/loop";
 import { ConditionalDiscriminator, DiffusionDiscriminator, DiscriminatorConfig, DISCRIMINATOR_DEFAULTS, DiscriminatorSwitches } from "./discriminator";
 import { discriminatorBatchLoss, generatorGanLoss, mixAndMatchCount, mixAndMatchPairs, r1Penalty } from "./gan_loss";
@@ -24,13 +24,15 @@ import { UNET2D_DISCRIMINATOR_DEFAULTS, UNet2DDiscriminator, UNet2DDiscriminator
 // (trainDiffusion2GanT2I).
 
 /** What every family shares: the two phases, the optimisers, the GAN terms and the EMA of G. */
-export interface D2GTrainConfig {
+export interface D2GTrainConfig extends EmaRule {
   batch: number;
   /** Steps with the regression loss alone, then steps with the GAN term added (0: no discriminator at all). */
   regressionSteps: number;
   ganSteps: number;
   lrG: number;
   lrD: number;
+  /** Adam's (beta1, beta2) of G and D. */
+  betas: [number, number];
   lambdaGan: number;
   /** R1 weight gamma (0: no R1). R1 is single-sample: on one real sample of the batch. */
   r1Gamma: number;
@@ -38,18 +40,13 @@ export interface D2GTrainConfig {
   r1Every: number;
   /** Fraction of each batch's real samples re-paired with other (z, c) and labelled fake (0: no mix-and-match). */
   mixAndMatch: number;
-  /** EMA rate of G's weights, used while emaHalflifeImages is 0. */
-  emaBeta: number;
-  /** EDM's EMA instead: a half-life in images, ramped up over the first emaRampup x images seen (edmEmaBeta). */
-  emaHalflifeImages: number;
-  emaRampup: number;
   seed: number;
   ckptEvery: number;
 }
 
 // [NF] PAPER.md pins none of lambda_GAN, R1 gamma, the optimiser, the learning rates or the EMA
 export const D2G_TRAIN_DEFAULTS: Omit<D2GTrainConfig, "batch" | "regressionSteps" | "ganSteps"> = {
-  lrG: 1e-4, lrD: 1e-4, lambdaGan: 0.1, r1Gamma: 0.1, r1Every: 16, mixAndMatch: 0.25,
+  lrG: 1e-4, lrD: 1e-4, betas: [0.9, 0.99], lambdaGan: 0.1, r1Gamma: 0.1, r1Every: 16, mixAndMatch: 0.25,
   emaBeta: 0.999, emaHalflifeImages: 0, emaRampup: 0.05, seed: 0, ckptEvery: 500,
 };
 
@@ -115,9 +112,9 @@ export function d2gEvaluations(cfg: D2GTrainConfig, steps: number): { studentEva
   };
 }
 
-/** Metrics of the EMA generator; `sample` maps noise and condition to samples. */
+/** Metrics of the EMA generator (`sample`) and of the trained weights themselves (`raw`): each maps noise and condition to samples. */
 export interface D2GEvaluation<C extends tf.Tensor = tf.Tensor2D> {
-  (sample: (z: tf.Tensor4D, c: C) => tf.Tensor4D, stepsDone: number): Promise<Record<string, number>>;
+  (sample: (z: tf.Tensor4D, c: C) => tf.Tensor4D, stepsDone: number, raw: (z: tf.Tensor4D, c: C) => tf.Tensor4D): Promise<Record<string, number>>;
 }
 
 export interface D2GOutput<N extends Module = SongUNet> {
@@ -144,6 +141,9 @@ interface LoopRun<N extends Module, C extends tf.Tensor> {
   lossRngs: Record<string, Rng>;
   ckptDir?: string;
   evalEvery?: number;
+  /** Evaluate after exactly these step counts instead of every evalEvery; evalAtStart also before the first step. */
+  evalAt?: number[];
+  evalAtStart?: boolean;
   evaluate?: D2GEvaluation<C>;
   label: string;
 }
@@ -154,12 +154,13 @@ async function trainLoop<N extends Module, C extends tf.Tensor>(run: LoopRun<N, 
   const student = family.copy(rng);
   const gNamed = student.namedVariables().filter(([, v]) => v.trainable);
   const gParams = gNamed.map(([, v]) => v);
-  const gOpt = new Adam(gParams, { lr: cfg.lrG, beta1: 0.9, beta2: 0.99 });
+  const [beta1, beta2] = cfg.betas;
+  const gOpt = new Adam(gParams, { lr: cfg.lrG, beta1, beta2 });
   const ema = new Ema(gParams);
   const emaNet = family.copy(rng);
   const disc = cfg.ganSteps > 0 ? family.discriminator(rng) : undefined;
   const dParams = disc ? disc.parameters() : [];
-  const dOpt = new Adam(dParams, { lr: cfg.lrD, beta1: 0.9, beta2: 0.99 });
+  const dOpt = new Adam(dParams, { lr: cfg.lrD, beta1, beta2 });
   const gRng = new Rng(cfg.seed + 11);
 
   const vars: Record<string, tf.Variable> = {};
@@ -191,10 +192,12 @@ async function trainLoop<N extends Module, C extends tf.Tensor>(run: LoopRun<N, 
       },
     },
     evalEvery: run.evalEvery,
+    evalAt: run.evalAt,
+    evalAtStart: run.evalAtStart,
     evaluate: run.evaluate
       ? async (done) => {
           ema.copyTo(emaNet.parameters());
-          return run.evaluate!((z, c) => G(emaNet, z, c), done);
+          return { ...(await run.evaluate!((z, c) => G(emaNet, z, c), done, (z, c) => G(student, z, c))), ...d2gEvaluations(cfg, done) };
         }
       : undefined,
     step(i) {
@@ -228,8 +231,7 @@ async function trainLoop<N extends Module, C extends tf.Tensor>(run: LoopRun<N, 
         return d ? (tf.add(reg, tf.mul(generatorGanLoss(d.logits(out, z, c)), cfg.lambdaGan)) as tf.Scalar) : reg;
       }, gParams);
       gOpt.apply(g.grads);
-      const seen = (i + 1) * cfg.batch;
-      ema.update(cfg.emaHalflifeImages > 0 ? edmEmaBeta(cfg.batch, seen, cfg.emaHalflifeImages, cfg.emaRampup) : cfg.emaBeta);
+      ema.update(emaBetaAt(cfg, cfg.batch, i + 1));
       tf.dispose([z, c, x, ...g.grads]);
       metrics.lossG = g.loss;
       return { ...metrics, ...d2gEvaluations(cfg, i + 1) };
@@ -250,6 +252,8 @@ export interface D2GRun {
   regression: RegressionLoss;
   ckptDir?: string;
   evalEvery?: number;
+  evalAt?: number[];
+  evalAtStart?: boolean;
   evaluate?: D2GEvaluation;
   label?: string;
 }
@@ -258,7 +262,7 @@ export interface D2GRun {
 export async function trainDiffusion2Gan(run: D2GRun): Promise<D2GOutput> {
   const { cfg, teacher } = run;
   return trainLoop<SongUNet, tf.Tensor2D>({
-    cfg, pairs: run.pairs, regression: run.regression, lossRngs: {}, ckptDir: run.ckptDir, evalEvery: run.evalEvery, evaluate: run.evaluate,
+    cfg, pairs: run.pairs, regression: run.regression, lossRngs: {}, ckptDir: run.ckptDir, evalEvery: run.evalEvery, evalAt: run.evalAt, evalAtStart: run.evalAtStart, evaluate: run.evaluate,
     label: run.label ?? "Diffusion2GAN",
     family: {
       // the copies draw their (overwritten) init from the run's RNG, as the runs behind the committed results did

@@ -18,7 +18,9 @@ import { byScale, Scale } from "./scale";
 // The CIFAR-10 teacher of the convergence experiment. The paper distils the published EDM model (32x32,
 // 55.7M parameters, Heun 18 steps); on two CPU cores we train a class-conditional DDPM++ at reduced width on
 // CIFAR-10 downsampled to 16x16 (2x2 box average), and commit its EMA weights. The paper scale loads the
-// official EDM checkpoint converted to a state dict (see data/README.md).
+// official EDM checkpoint converted to a state dict (see data/README.md). Two stand-in trainings exist
+// (TEACHER_TRAININGS): "short", the committed one, and "long", the same network trained 11x longer (issue #18:
+// a blurry teacher makes every student blurry); the cpu scale uses "long" once its weights are in data/weights.
 
 export interface TeacherSpec {
   net: SongUNetConfig;
@@ -35,23 +37,36 @@ export const CIFAR16_TEACHER_NET: SongUNetConfig = {
   modelChannels: 16, channelMult: [1, 2, 2], channelMultEmb: 4, numBlocks: 1, attnResolutions: [8], dropout: 0.1,
 };
 
+/** How each stand-in teacher is trained (`npm run train:teacher -- --teacher NAME`). */
+export const TEACHER_TRAININGS = {
+  /** The committed teacher: 3,000 steps planned, cut to 1,800 for time (FID-C10 13.5; blurry class-coloured shapes). */
+  short: { ...EDM_TRAIN_DEFAULTS, net: CIFAR16_TEACHER_NET, batch: 32, steps: 1800, lr: 1e-3, lrRampupSteps: 200, emaHalflifeImages: 10_000, ckptEvery: 100 },
+  /**
+   * The same network on 20,000 steps of 32 (640,000 images, 13 epochs, 11x the short one's), the EMA half-life
+   * EDM's default fraction of that: sized to about 50 minutes at the 0.15 s a step measured on the 2-core machine
+   * (lib/experiments/plan.ts, COSTS.cifarTeacherStepS). Checkpoints every 500 steps, so it resumes where stopped.
+   */
+  long: { ...EDM_TRAIN_DEFAULTS, net: CIFAR16_TEACHER_NET, batch: 32, steps: 20_000, lr: 1e-3, lrRampupSteps: 200, emaHalflifeImages: 50_000, ckptEvery: 500 },
+} satisfies Record<string, EdmTrainConfig>;
+
+export type CifarTeacherName = keyof typeof TEACHER_TRAININGS;
+
+/** Where a stand-in teacher's weights live (committed under data/weights). */
+export function standinTeacherWeights(name: CifarTeacherName): string {
+  return fromRoot("data", "weights", name === "short" ? "edm_cifar16_teacher.safetensors" : `edm_cifar16_teacher_${name}.safetensors`);
+}
+
 export const TEACHERS: Record<Scale, TeacherSpec> = {
-  smoke: { net: CIFAR16_TEACHER_NET, weights: fromRoot("data", "weights", "edm_cifar16_teacher.safetensors"), resolution: 16 },
-  cpu: { net: CIFAR16_TEACHER_NET, weights: fromRoot("data", "weights", "edm_cifar16_teacher.safetensors"), resolution: 16 },
+  smoke: { net: CIFAR16_TEACHER_NET, weights: standinTeacherWeights("short"), resolution: 16 },
+  cpu: { net: CIFAR16_TEACHER_NET, weights: standinTeacherWeights("long"), resolution: 16 },
   paper: { net: DDPMPP_CIFAR10, weights: fromRoot("data", "downloads", "weights", "edm-cifar10-32x32-cond-vp.pth"), resolution: 32 },
 };
 
-/** How the committed stand-in was trained (lib/bin/train_teacher.ts). */
-export const TEACHER_TRAINING: EdmTrainConfig = {
-  ...EDM_TRAIN_DEFAULTS,
-  net: CIFAR16_TEACHER_NET,
-  batch: 32,
-  steps: 1800,
-  lr: 1e-3,
-  lrRampupSteps: 200,
-  emaHalflifeImages: 10_000,
-  ckptEvery: 100,
-};
+/** The teacher a scale uses: its TEACHERS entry, or at cpu scale the short teacher while the long one is not trained yet. */
+export function cifarTeacherSpec(scale: Scale): TeacherSpec {
+  const spec = byScale(TEACHERS, scale);
+  return scale === "cpu" && !fs.existsSync(spec.weights) ? { ...spec, weights: standinTeacherWeights("short") } : spec;
+}
 
 /** CIFAR-10 as labelled data at `size` (32, or 16 by 2x2 box averaging), images in [-1, 1], one-hot labels. */
 export function cifarLabelled(data: Cifar10, size: 16 | 32): LabelledData {
@@ -87,9 +102,9 @@ export async function* classCycledSamples(
   }
 }
 
-/** Train the stand-in teacher (resumable from runs/teacher/) and write its EMA weights where TEACHERS points. */
-export async function trainCifarTeacher(data: Cifar10, cfg: EdmTrainConfig = TEACHER_TRAINING, out = TEACHERS.cpu.weights): Promise<TrainResult> {
-  const { net, ema, result } = await trainEdm(cfg, cifarLabelled(data, cfg.net.imgResolution as 16 | 32), fromRoot("runs", "teacher"));
+/** Train a stand-in teacher (resumable from runs/teacher/<name>/) and write its EMA weights to `out`. */
+export async function trainCifarTeacher(data: Cifar10, name: CifarTeacherName, cfg: EdmTrainConfig, out: string): Promise<TrainResult> {
+  const { net, ema, result } = await trainEdm(cfg, cifarLabelled(data, cfg.net.imgResolution as 16 | 32), fromRoot("runs", "teacher", name));
   const sd = await ema.stateDict();
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const last = result.history.slice(-100);
@@ -106,7 +121,7 @@ export async function trainCifarTeacher(data: Cifar10, cfg: EdmTrainConfig = TEA
 /** The teacher of a scale, with its weights loaded (from `weights` instead, e.g. a fresh training run's output);
  * errors name the file and how to get it. */
 export function loadCifarTeacher(scale: Scale, weights?: string): { net: SongUNet; spec: TeacherSpec } {
-  const spec = weights ? { ...byScale(TEACHERS, scale), weights } : byScale(TEACHERS, scale);
+  const spec = weights ? { ...cifarTeacherSpec(scale), weights } : cifarTeacherSpec(scale);
   if (!fs.existsSync(spec.weights)) {
     throw new Error(
       scale === "paper"

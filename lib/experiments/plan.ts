@@ -1,5 +1,5 @@
 import { ABLATION_CONFIGS } from "./augmentation_ablation";
-import { CONFIGS as CONVERGENCE_CONFIGS } from "./cifar10_convergence";
+import { armConfig, ARMS, CONFIGS as CONVERGENCE_CONFIGS, evaluationSteps, pairEvaluations, searchConfig, ArmConfig } from "./cifar10_convergence";
 import { ENVIRONMENT_CONFIGS } from "./environment";
 import { LossKind } from "./latent_optimisation";
 import { RECONSTRUCTION_CONFIGS } from "./reconstruction";
@@ -8,7 +8,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { d2gEvaluations, DISCRIMINATOR_LADDER, T2IDiffusion2GanConfig } from "../distill/diffusion2gan";
 import { RegressionLossName } from "../distill/regression";
-import { distillationArms, T2I_DISTILLATION_CONFIGS } from "./t2i_distillation";
+import { COCO_TABLES_CONFIGS } from "./coco_tables";
+import { distillationArms, HEADLINE_RUNGS, T2I_DISTILLATION_CONFIGS } from "./t2i_distillation";
 import { T2I_TEACHERS, worldPairsDir } from "./t2i_teacher";
 
 // How long each notebook will take, before it runs: its experiment's config at the chosen scale (steps, sizes,
@@ -83,11 +84,28 @@ export const COSTS = {
   // against 2,000 test images): its cpu run of 2026-11-30 with the wasm SIMD kernels and onnxruntime for the
   // teacher (load average about 2): 1,024 pairs of 35 evaluations in 34.9 s; 300 regression steps in 93 s, 150 GAN
   // steps in 173 s and 375 CD steps in 184 s, each with its FIDs (about 1 s of features and sampling each) included.
+  // The MSE and pseudo-Huber regression steps (no LPIPS) were timed beside the LPIPS one (2026-11-30, 4 steps each
+  // after a warm-up, twice, batch 32, under load average 4.1-4.2 from another run): MSE 245-286 ms, pseudo-Huber
+  // 174-492 ms, LPIPS at 32 px 420-497 ms; so 0.55 of the LPIPS step here. `npm run bench:plan -- cifar` the same
+  // day under load average 5.8-6.3 (other sessions' runs): LPIPS regression 776 ms, MSE 426, pseudo-Huber 369, GAN
+  // step 2,483, CD step 751, one FID of 500 samples 2.33 s, a teacher evaluation 2.16 ms a sample: 2.2-2.5x the
+  // costs below, so at that load notebook 02's cpu run takes over two hours. Re-measure on a quiet machine.
   teacherEvalMsPerImage: 34_900 / (1024 * 35),
-  d2gRegressionStepS: 93 / 300,
+  d2gRegressionStepS: { lpips: 93 / 300, mse: 0.55 * (93 / 300), "pseudo-huber": 0.55 * (93 / 300) } as Record<string, number>,
   d2gGanStepS: 173 / 150,
   cdStepS: 184 / 375,
   fidEvalS: 1,
+  /**
+   * The held-out correspondence per sample: a student sample and an LPIPS evaluation against the teacher's, costed
+   * as an FID sample (not measured separately).
+   */
+  heldOutSampleS: 1 / 500,
+  /**
+   * One EDM training step of the 16x16 stand-in teacher at batch 32: 225 ms (2026-11-30, load average 4.2, beside
+   * student steps 1.4-1.6x the ones above) and 313 ms in bench:plan under load 6 (beside an LPIPS regression step of
+   * 776 ms, 2.5x the 310 ms above): about 0.13 s at the load of the costs above, rounded up.
+   */
+  cifarTeacherStepS: 0.15,
   /** An earlier run (load average 8.5): 0.41 s; the later one could not separate it from the noise. */
   referenceFeaturesS: 0.41,
   /**
@@ -96,7 +114,7 @@ export const COSTS = {
    * under load average 12-18) divided by the same 2.74, less each one's estimated work. Re-measure on a quiet
    * machine (`D2G_SCALE=smoke npm run reproduce` prints each notebook's time beside its estimate).
    */
-  notebookFixedS: { "00_environment": 9, "01_latent_lpips_reconstruction": 20, "02_cifar10_convergence": 42, "03b_t2i_distillation": 40, "03a_t2i_teacher": 30, "05_augmentation_ablation": 27 } as Record<string, number>,
+  notebookFixedS: { "00_environment": 9, "01_latent_lpips_reconstruction": 20, "02_cifar10_convergence": 42, "03b_t2i_distillation": 40, "03a_t2i_teacher": 30, "04_coco_tables": 40, "05_augmentation_ablation": 27 } as Record<string, number>,
   /**
    * The world teacher (4.2M-parameter UNet2DConditionModel on 8x8x32 latents, 77 context tokens): one UNet
    * evaluation of one sample inside a batch of 100 rows (50 guided), ms, and per sampled image the TAEF2 decode and
@@ -120,6 +138,17 @@ export const COSTS = {
   t2iGanStepMs: [2506, 2441, 2410, 2520, 3097],
   t2iR1Ms: 814,
   t2iStudentImageMs: 75.4,
+  /**
+   * Notebook 04 at cpu scale, the world teacher on onnxruntime (the inference engine): one UNet evaluation of one
+   * sample in a guided batch of 50, and one TAEF2 decode per image, ms. Measured side by side with tfjs
+   * (2026-11-30 13:10 UTC, under nice 19 beside notebook 03b's cpu run, load average 6.2): 7.3 ms against tfjs's
+   * 14.2-15.9 ms an evaluation, 38 ms against 79-100 ms a decode; scaled by the quiet tfjs cost above (5.7 ms):
+   * 2.8 and 15 ms. Per UNet evaluation at batch 1 (the latency column): tfjs 118 ms, onnxruntime 15.8 ms (load
+   * average 2.9). Re-measure on a quiet machine.
+   */
+  cocoOrtEvalMs: 2.8,
+  cocoOrtDecodeMs: 15,
+  cocoBatch1EvalMs: { tfjs: 118, onnxruntime: 15.8 },
   /** One SD1.5 UNet evaluation at 64x64x4 on this machine (tfjs JS backend: wasm cannot hold it), environment.md. */
   sd15UnetEvalS: 2027,
 };
@@ -175,27 +204,35 @@ function ablationPlan(scale: Scale): Estimate {
   };
 }
 
+/** Seconds of one training of notebook 02 (steps at the measured batch-32 costs, scaled by batch), scorings apart. */
+function armTrainingS(a: ArmConfig, loss: string): number {
+  if (a.method === "CD") return (a.cd.batch / 32) * a.cd.steps * COSTS.cdStepS;
+  return (a.d2g.batch / 32) * (a.d2g.regressionSteps * COSTS.d2gRegressionStepS[loss] + a.d2g.ganSteps * COSTS.d2gGanStepS);
+}
+
 function convergencePlan(scale: Scale): Estimate {
   const c = CONVERGENCE_CONFIGS[scale];
   const teacherEvals = 2 * c.teacherLevels - 1;
-  const evals = (steps: number) => Math.floor(steps / c.evalEvery) + (steps % c.evalEvery === 0 ? 0 : 1);
-  const d2gSteps = c.d2g.regressionSteps + c.d2g.ganSteps;
-  // the measured step costs are at batch 32; a step's cost grows with its batch
-  const d2gBatch = c.d2g.batch / 32;
-  const cdBatch = c.cd.batch / 32;
-  const fidS = COSTS.fidEvalS * (c.evalSamples / 500);
-  const fids = evals(d2gSteps) + evals(c.cd.steps) + 1;
+  const fidS = (samples: number) => COSTS.fidEvalS * (samples / 500);
+  // a scoring: the EMA and the raw FID, and the held-out correspondence
+  const scoringS = 2 * fidS(c.evalSamples) + c.heldOut * COSTS.heldOutSampleS;
+  const rate = c.lrSearch.rates[0];
+  const search = ARMS.map((arm) => c.lrSearch.rates.length * (armTrainingS(searchConfig(armConfig(c, arm, rate, 0), c.lrSearch.steps), arm.loss) + fidS(c.lrSearch.samples)));
+  const arms = ARMS.map((arm) => {
+    const a = armConfig(c, arm, rate, 0);
+    const steps = a.method === "CD" ? a.cd.steps : `${a.d2g.regressionSteps}${a.d2g.ganSteps ? ` + ${a.d2g.ganSteps} GAN` : ""}`;
+    const scorings = evaluationSteps(c, a).length + 1;
+    return { what: `${arm.label}: ${c.seeds.length} x ${steps} steps, ${scorings} scorings each`, seconds: c.seeds.length * (armTrainingS(a, arm.loss) + scorings * scoringS) };
+  });
   return {
-    summary: `${c.pairs} ODE pairs, Diffusion2GAN ${c.d2g.regressionSteps} + ${c.d2g.ganSteps} steps, CD ${c.cd.steps} steps, ${plural(fids, "FID")} of ${c.evalSamples} samples`,
+    summary: `${ARMS.length} arms x ${c.seeds.length} seeds at ${c.budget.toLocaleString("en")} network evaluations each (${c.pairs} ODE pairs), a learning-rate search of ${c.lrSearch.rates.length} rates x ${c.lrSearch.steps} steps per arm`,
     parts: [
       fixed("02_cifar10_convergence"),
-      { what: `${c.pairs} ODE pairs (${teacherEvals} teacher evaluations each)`, seconds: (c.pairs * teacherEvals * COSTS.teacherEvalMsPerImage) / 1000 },
-      { what: `teacher FID (${c.evalSamples} samples) and reference features`, seconds: (c.evalSamples * teacherEvals * COSTS.teacherEvalMsPerImage) / 1000 + fidS + COSTS.referenceFeaturesS * (c.refImages / 2000) },
-      {
-        what: `Diffusion2GAN: ${c.d2g.regressionSteps} regression + ${c.d2g.ganSteps} GAN steps, ${plural(evals(d2gSteps), "FID")}`,
-        seconds: d2gBatch * (c.d2g.regressionSteps * COSTS.d2gRegressionStepS + c.d2g.ganSteps * COSTS.d2gGanStepS) + evals(d2gSteps) * fidS,
-      },
-      { what: `CD: ${c.cd.steps} steps, ${plural(evals(c.cd.steps), "FID")}`, seconds: cdBatch * c.cd.steps * COSTS.cdStepS + evals(c.cd.steps) * fidS },
+      { what: `${c.pairs} ODE pairs and ${c.heldOut} held-out ones (${teacherEvals} teacher evaluations each)`, seconds: ((pairEvaluations(c) + c.heldOut * teacherEvals) * COSTS.teacherEvalMsPerImage) / 1000 },
+      { what: `teacher FID (${c.evalSamples} samples) and reference features`, seconds: (c.evalSamples * teacherEvals * COSTS.teacherEvalMsPerImage) / 1000 + fidS(c.evalSamples) + COSTS.referenceFeaturesS * (c.refImages / 2000) },
+      { what: `learning-rate search: ${ARMS.length} arms x ${c.lrSearch.rates.length} rates x ${c.lrSearch.steps} steps`, seconds: search.reduce((a, b) => a + b, 0) },
+      ...arms,
+      { what: "noise floor (one more FID)", seconds: fidS(c.evalSamples) },
     ],
   };
 }
@@ -243,15 +280,17 @@ function t2iDistillationPlan(scale: Scale): Estimate {
   if (missing.length) parts.push({ what: `ODE pairs ${missing.map((g) => `CFG-${g}`).join(", ")}, not made yet by notebook 03a: ${t.pairs.count} each (DDIM ${t.pairs.steps})`, seconds: (t.pairs.count * missing.reduce((a, g) => a + guided(g), 0) * COSTS.worldTeacherEvalMs) / 1000 });
   const reg = arms.filter((a) => a.table === "regression");
   const extra = arms.filter((a) => a.cfg.seed !== c.recipe.seed);
+  const aug = arms.filter((a) => a.table === "augmentation");
   parts.push(
     { what: `reference statistics (${e.reference} test scenes) and the teacher at guidance ${guidances.join(" and ")} (DDIM ${c.pairSteps}, ${e.prompts} prompts)`, seconds: judgeS(e.reference) + (e.prompts * guidances.reduce((a, g) => a + guided(g), 0) * COSTS.worldTeacherEvalMs) / 1000 + judgeS(2 * e.prompts) },
     { what: `regression-loss ablation: ${reg.length} losses x ${c.regressionAblationSteps} steps, batch ${c.recipe.batch}`, seconds: sum("regression", false) },
     { what: `discriminator ladder: ${DISCRIMINATOR_LADDER.length} rows x ${c.recipe.regressionSteps} regression + ${c.recipe.ganSteps} GAN steps`, seconds: sum("ladder", false) },
     { what: `headline rows at ${plural(c.extraSeeds.length, "more seed")}: ${plural(extra.length, "training")}`, seconds: sum("ladder", true) },
+    { what: `E-LatentLPIPS augmentations: ${plural(aug.length, "more preset")} x ${c.regressionAblationSteps} steps (the others are regression-ablation arms)`, seconds: sum("augmentation", false) },
     { what: `judging ${plural(arms.length + 1, "student")} on ${e.prompts} prompts, with correspondence to the teacher`, seconds: ((arms.length + 1) * e.prompts * COSTS.t2iStudentImageMs) / 1000 + judgeS((arms.length + 1) * e.prompts) },
   );
   return {
-    summary: `${arms.length} Diffusion2GAN trainings at batch ${c.recipe.batch} (${reg.length} regression losses x ${c.regressionAblationSteps} steps on CFG-${c.regressionGuidance}; ladder of ${DISCRIMINATOR_LADDER.length} x ${c.recipe.regressionSteps} + ${c.recipe.ganSteps} steps on CFG-${c.ladderGuidance}; ${extra.length} at more seeds), each judged on ${e.prompts} test captions`,
+    summary: `${arms.length} Diffusion2GAN trainings at batch ${c.recipe.batch} (${reg.length} regression losses x ${c.regressionAblationSteps} steps on CFG-${c.regressionGuidance}; ladder of ${DISCRIMINATOR_LADDER.length} x ${c.recipe.regressionSteps} + ${c.recipe.ganSteps} steps on CFG-${c.ladderGuidance}; ${extra.length} at more seeds; ${plural(aug.length, "augmentation preset")} x ${c.regressionAblationSteps} steps), each judged on ${e.prompts} test captions`,
     parts,
   };
 }
@@ -284,7 +323,39 @@ function sd15DistillationPlan(scale: Scale): Estimate {
   };
 }
 
+/**
+ * Notebook 04 on the world: the judges' reference, each row's samples (teacher rows guided: two evaluations a step;
+ * students one) with their decodes and scores, and each row's latency runs at batch 1 on both engines. At paper
+ * scale: SD1.5 UNet evaluations at this machine's cost, as notebook 03b's paper plan counts them.
+ */
+function cocoTablesPlan(scale: Scale): Estimate {
+  const c = COCO_TABLES_CONFIGS[scale];
+  if (c.kind === "sd15") {
+    const evals = c.captions * (2 * c.steps + 1);
+    return {
+      summary: `SD1.5 and its student on ${c.captions.toLocaleString("en")} COCO2014 captions: ${evals.toExponential(2)} UNet evaluations; at ${COSTS.sd15UnetEvalS} s each on this machine, a GPU engine's job`,
+      parts: [fixed("04_coco_tables"), { what: `${c.captions.toLocaleString("en")} samples of SD1.5 (DDIM ${c.steps}, guided) and of the student (1 step)`, seconds: evals * COSTS.sd15UnetEvalS }],
+    };
+  }
+  const d = T2I_DISTILLATION_CONFIGS[scale];
+  const nfe = (steps: number) => (c.guidance > 1 ? 2 : 1) * steps;
+  const rows = [c.teacherSteps, ...c.fewSteps];
+  const imageMs = COSTS.cocoOrtDecodeMs + COSTS.worldImageScoreMs;
+  const sampleS = (c.prompts * (rows.reduce((a, s) => a + nfe(s), 0) + 2) * COSTS.cocoOrtEvalMs + (rows.length + 2) * c.prompts * imageMs) / 1000;
+  const lat = (evals: number, reps: number) => ((reps + 1) * evals * (COSTS.cocoBatch1EvalMs.tfjs + COSTS.cocoBatch1EvalMs.onnxruntime)) / 1000;
+  const latencyS = rows.reduce((a, s) => a + lat(nfe(s), s >= 10 ? c.latency.teacherReps : c.latency.reps), 0) + 2 * lat(1, c.latency.reps);
+  const parts: PlanPart[] = [
+    fixed("04_coco_tables"),
+    { what: `the judges' reference (${d.evaluation.reference} rendered test scenes)`, seconds: (d.evaluation.reference * COSTS.worldImageScoreMs) / 1000 },
+    { what: `${c.prompts} test captions through ${rows.length} teacher rows (DDIM ${rows.join(", ")}, guidance ${c.guidance}) and 2 students, on onnxruntime`, seconds: sampleS },
+    { what: `latency at batch 1 on tfjs and onnxruntime (median of ${c.latency.reps}; ${c.latency.teacherReps} for the ${c.teacherSteps}-step teacher)`, seconds: latencyS },
+  ];
+  const arms = HEADLINE_RUNGS.map((k) => `ladder-${k}`);
+  return { summary: `the world's teacher at DDIM ${rows.join(", ")} and notebook 03b's students (${arms.join(", ")}; 03b trains them) on ${c.prompts} test captions, with latency`, parts };
+}
+
 const PLANS: Record<string, (scale: Scale) => Estimate> = {
+  "04_coco_tables": cocoTablesPlan,
   "00_environment": environmentPlan,
   "01_latent_lpips_reconstruction": reconstructionPlan,
   "02_cifar10_convergence": convergencePlan,

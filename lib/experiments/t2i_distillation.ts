@@ -17,12 +17,12 @@ import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import { LatentCodec, taef2Codec } from "../nn/latent_codec";
 import { saveUNet2DConditionModel } from "../nn/sd/load";
 import { UNet2DConditionModel } from "../nn/sd/unet2d_condition";
-import { augmentPair } from "../perceptual/augment";
+import { augmentPair, resolveOps } from "../perceptual/augment";
 import { cachedResult } from "../train/checkpoint";
 import { Figure, Interval, intervalFigure } from "../viz/plot";
 import { Row } from "../viz/table";
 import { Claim, committedTableIfAny, numberIn } from "./claims";
-import { RELEASED_PRESET } from "./reconstruction";
+import { PAPER_NOTE_PRESET, RELEASED_PRESET } from "./reconstruction";
 import { decodeClipped, loadPerceptualNets, PerceptualNets } from "./reconstruction_eval";
 import { byScale, currentScale, Scale } from "./scale";
 import { ensureWorldTeacher, loadT2iTeacher, makeWorldPairs, promptNoise, T2I_TEACHERS, WORLD_SCHEDULER_CONFIG, weightsTag, worldPairsDir } from "./t2i_teacher";
@@ -43,7 +43,9 @@ import { JudgedRun, Judgement, judgementColumns, JudgesConfig, WorldJudges } fro
 //     LPIPS between student and teacher outputs);
 //  d. the headline rows (E-LatentLPIPS only, full recipe) at more seeds, and the noise floor of every metric;
 //  e. the visual comparison of the paper's Fig. 4;
-//  f. the distilled generator as a diffusers UNet folder.
+//  f. the distilled generator as a diffusers UNet folder;
+//  g. E-LatentLPIPS' augmentation presets inside distillation (issue #19: the ablation of notebook 05 where it
+//     matters most), regression only on CFG-3 at the regression ablation's budget.
 
 export interface T2iEvaluationConfig extends JudgesConfig {
   batch: number;
@@ -87,6 +89,12 @@ export interface T2iDistillationConfig {
   losses: RegressionLossName[];
   /** Steps of each regression-ablation arm (regression only). */
   regressionAblationSteps: number;
+  /**
+   * (g) E-LatentLPIPS' augmentations, row label -> ops or presets (lib/perceptual/augment.ts); [] is plain
+   * LatentLPIPS. Rows equal to an arm of the regression ablation (none = LatentLPIPS, the recipe's preset =
+   * E-LatentLPIPS) reuse it rather than train it twice.
+   */
+  augmentations: Record<string, readonly string[]>;
   /** Seeds besides the recipe's own for the headline rows (E-LatentLPIPS only, full recipe). */
   extraSeeds: number[];
   /** [NF] LatentLPIPS' L1 term (mean |x0 - x1|, on in the released code); off as in notebooks 01 and 05. */
@@ -105,6 +113,9 @@ const recipe = (pairSteps: number, batch: number, regressionSteps: number, ganSt
 
 const LOSSES: RegressionLossName[] = ["mse", "pseudo-huber", "lpips", "latentlpips", "e-latentlpips"];
 
+/** The issue's presets: none, each family, the released bg and what adds to it (c colour, o cutout); bgo is geometric + cutout, notebooks 01 and 05's reading of the paper's note [S]. */
+const AUGMENTATIONS: Record<string, readonly string[]> = { none: [], b: ["b"], g: ["g"], bg: ["bg"], bgc: ["bgc"], bgco: ["bgco"], bgo: PAPER_NOTE_PRESET };
+
 const WORLD_EVALUATION = (scale: Scale, eDraws: number): T2iEvaluationConfig => {
   const r = T2I_TEACHERS[scale].report;
   // the teacher report's prompts, noise and reference: the teacher rows here are 03a's rows at guidance 3 and 8
@@ -115,7 +126,7 @@ export const T2I_DISTILLATION_CONFIGS: Record<Scale, T2iDistillationConfig> = {
   smoke: {
     teacher: { kind: "world" }, pairSteps: T2I_TEACHERS.smoke.pairs.steps, regressionGuidance: 3, ladderGuidance: 8,
     recipe: recipe(T2I_TEACHERS.smoke.pairs.steps, 2, 1, 2, { r1Every: 2, mixAndMatch: 0.5, ckptEvery: 2, emaHalflifeImages: 2000, emaRampup: 0.05 }),
-    losses: LOSSES, regressionAblationSteps: 2, extraSeeds: [1], latentL1: false,
+    losses: LOSSES, regressionAblationSteps: 2, augmentations: { none: [], bg: ["bg"], bgo: PAPER_NOTE_PRESET }, extraSeeds: [1], latentL1: false,
     evaluation: WORLD_EVALUATION("smoke", 2), visual: { prompts: 2, guidance: 8, fewSteps: [1, 2] },
   },
   // Sized to two cores (lib/experiments/plan.ts has the time; npm run bench:plan -- t2i measures the step costs):
@@ -125,7 +136,7 @@ export const T2I_DISTILLATION_CONFIGS: Record<Scale, T2iDistillationConfig> = {
     teacher: { kind: "world" }, pairSteps: T2I_TEACHERS.cpu.pairs.steps, regressionGuidance: 3, ladderGuidance: 8,
     // EDM's EMA ramp: a half-life of 5% of the images seen (at most 2,000), so a short run's EMA is not its init
     recipe: recipe(T2I_TEACHERS.cpu.pairs.steps, 16, 100, 150, { ckptEvery: 50, emaHalflifeImages: 2000, emaRampup: 0.05 }),
-    losses: LOSSES, regressionAblationSteps: 200, extraSeeds: [1], latentL1: false,
+    losses: LOSSES, regressionAblationSteps: 200, augmentations: AUGMENTATIONS, extraSeeds: [1], latentL1: false,
     evaluation: WORLD_EVALUATION("cpu", 4), visual: { prompts: 8, guidance: 8, fewSteps: [1, 4] },
   },
   // PAPER.md: the regression ablation on SD-CFG-3 at 20k iterations, batch 256 [S]; the ladder's iterations [NF]
@@ -134,7 +145,7 @@ export const T2I_DISTILLATION_CONFIGS: Record<Scale, T2iDistillationConfig> = {
     teacher: { kind: "sd15", folder: process.env.D2G_SD15_DIR, latentLpips: process.env.D2G_LATENT_LPIPS_SD15, pairs: { 3: 3_000_000, 8: 12_000_000 }, evaluationSamples: 30_000 },
     pairSteps: 50, regressionGuidance: 3, ladderGuidance: 8,
     recipe: recipe(50, 256, 20_000, 20_000, { ckptEvery: 1000, emaHalflifeImages: 500_000 }),
-    losses: LOSSES, regressionAblationSteps: 20_000, extraSeeds: [1], latentL1: true,
+    losses: LOSSES, regressionAblationSteps: 20_000, augmentations: AUGMENTATIONS, extraSeeds: [1], latentL1: true,
     evaluation: { prompts: 30_000, reference: 30_000, batch: 64, seed: 7, floorSeed: 8, eDraws: 4 }, visual: { prompts: 8, guidance: 8, fewSteps: [1, 4] },
   },
 };
@@ -145,13 +156,13 @@ export function t2iDistillationConfig(scale: Scale = currentScale()): T2iDistill
 
 // ---- arms ------------------------------------------------------------------------------------------------------
 
-export type ArmTable = "regression" | "ladder";
+export type ArmTable = "regression" | "ladder" | "augmentation";
 
 /** One training: the recipe with its changes, on the pairs of one guidance scale. */
 export interface Arm {
   id: string;
   table: ArmTable;
-  /** The row of its table: the loss, or the ladder's row name. */
+  /** The row of its table: the loss, the ladder's row name, or the augmentation preset. */
   row: string;
   /** The ladder's row index (0..5); -1 in the regression ablation. */
   rung: number;
@@ -179,7 +190,24 @@ export function distillationArms(c: T2iDistillationConfig): Arm[] {
       cfg: { ...ladderRung(c.recipe, k), regression: "e-latentlpips", seed },
     })),
   );
-  return [...regression, ...ladder];
+  const augmentation = augmentationArms(c, regression).filter((a) => a.table === "augmentation");
+  return [...regression, ...ladder, ...augmentation];
+}
+
+/**
+ * (g) One arm per augmentation row: E-LatentLPIPS with those ops, regression only on CFG-3 at the regression
+ * ablation's budget. A row equal to a regression-ablation arm is that arm (same training, read back).
+ */
+export function augmentationArms(c: T2iDistillationConfig, regression = distillationArms(c).filter((a) => a.table === "regression")): Arm[] {
+  const same = (a: readonly string[], b: string | readonly string[]) => resolveOps(a).join() === resolveOps(b).join();
+  const reused = (ops: readonly string[]) =>
+    ops.length === 0 ? regression.find((a) => a.cfg.regression === "latentlpips") : regression.find((a) => a.cfg.regression === "e-latentlpips" && same(ops, a.cfg.augment));
+  return Object.entries(c.augmentations).map(([label, ops]): Arm => {
+    const arm = reused(ops);
+    if (arm) return { ...arm, row: label };
+    const cfg: T2IDiffusion2GanConfig = { ...c.recipe, regression: "e-latentlpips", augment: ops, regressionSteps: c.regressionAblationSteps, ganSteps: 0 };
+    return { id: `augmentation-${label.replace(/[^a-z0-9]+/gi, "-")}`, table: "augmentation", row: label, rung: -1, guidance: c.regressionGuidance, cfg };
+  });
 }
 
 export interface ArmTraining {
@@ -278,7 +306,7 @@ export class T2iDistillation {
     if (config.teacher.kind === "sd15") {
       throw new Error(
         `${scale} scale distils SD1.5 from a diffusers folder (${config.teacher.folder ?? "set D2G_SD15_DIR"}) and scores it by COCO2014 FID-30k and CLIP-30k; ` +
-          "that evaluation (the COCO FID-table notebook) is not written yet, so this notebook prints the paper config and its cost and stops here",
+          "that evaluation exists (notebook 04, lib/experiments/coco_tables.ts, scores an exported student), but training on SD1.5's pairs is not wired up here yet, so this notebook prints the paper config and its cost and stops here",
       );
     }
     const guidances = [config.regressionGuidance, config.ladderGuidance];
@@ -473,6 +501,16 @@ export class T2iDistillation {
     return this.table("ladder");
   }
 
+  /** (g) E-LatentLPIPS' augmentation presets on CFG-3, regression only; each result carries its row's label. */
+  augmentationAblation(): Promise<{ teacher: TeacherRow; arms: ArmResult[] }> {
+    return interruptible(async () => {
+      const teacher = await this.teacherRow(this.config.regressionGuidance);
+      const arms: ArmResult[] = [];
+      for (const a of augmentationArms(this.config)) arms.push({ ...(await this.arm(a)), arm: a });
+      return { teacher, arms };
+    });
+  }
+
   /** (d) The headline rows at every seed, and the full recipe judged on other noise. */
   noiseFloor(): Promise<NoiseFloor> {
     return interruptible(async () => {
@@ -598,7 +636,7 @@ function correspondenceColumns(c: Correspondence | undefined): Row {
 
 function teacherTableRow(t: TeacherRow, steps: number, first: string): Row {
   // (blank where a column is about training)
-  return { [first]: `teacher, DDIM ${steps} (CFG-${t.guidance})`, seed: "", steps: "", NFE: t.judged.nfe, ...judgementColumns(t.judged), "ms/step": "", ...correspondenceColumns(undefined), "paper FID": "", "paper CLIP": "" };
+  return { [first]: `teacher, DDIM ${steps} (CFG-${t.guidance})`, seed: "", steps: "", NFE: t.judged.nfe, ...judgementColumns(t.judged), "ms/step": "", ...correspondenceColumns(undefined) };
 }
 
 function armColumns(r: ArmResult): Row {
@@ -608,7 +646,7 @@ function armColumns(r: ArmResult): Row {
 /** (a) as a table (figures/03b_regression.csv): the teacher, then one row per loss, the paper's numbers beside. */
 export function regressionRows(t: { teacher: TeacherRow; arms: ArmResult[] }, pairSteps: number): Row[] {
   return [
-    teacherTableRow(t.teacher, pairSteps, "loss"),
+    { ...teacherTableRow(t.teacher, pairSteps, "loss"), "paper FID": "", "paper CLIP": "" },
     ...t.arms.map((r) => {
       const loss = r.arm.cfg.regression;
       return { loss: r.arm.row, ...armColumns(r), "paper FID": PAPER_REGRESSION_ABLATION[loss].fid, "paper CLIP": PAPER_REGRESSION_ABLATION[loss].clip };
@@ -619,8 +657,28 @@ export function regressionRows(t: { teacher: TeacherRow; arms: ArmResult[] }, pa
 /** (b) as a table (figures/03b_ladder.csv): the teacher, then one row per rung, the paper's FID-30k and CLIP-30k beside. */
 export function ladderRows(t: { teacher: TeacherRow; arms: ArmResult[] }, pairSteps: number): Row[] {
   return [
-    teacherTableRow(t.teacher, pairSteps, "row"),
+    { ...teacherTableRow(t.teacher, pairSteps, "row"), "paper FID": "", "paper CLIP": "" },
     ...t.arms.map((r) => ({ row: r.arm.row, ...armColumns(r), "paper FID": PAPER_LADDER[r.arm.rung].fid, "paper CLIP": PAPER_LADDER[r.arm.rung].clip })),
+  ];
+}
+
+/** What the paper and the released code say of a preset, for the augmentation table. */
+function augmentationNote(ops: readonly string[], c: T2iDistillationConfig): string {
+  const is = (b: string | readonly string[]) => resolveOps(ops).join() === resolveOps(b).join();
+  if (ops.length === 0) return "plain LatentLPIPS (the regression table's arm)";
+  if (is(c.recipe.augment)) return "elatentlpips' released default (the regression table's E-LatentLPIPS arm)";
+  if (is(PAPER_NOTE_PRESET)) return "geometric + cutout, our reading of the paper's note [S] (as in notebooks 01 and 05); PAPER.md: preset used for distillation [NF]";
+  return "";
+}
+
+/** (g) as a table (figures/03b_augmentation.csv): the teacher, then one row per preset with its ops. */
+export function augmentationRows(t: { teacher: TeacherRow; arms: ArmResult[] }, c: T2iDistillationConfig): Row[] {
+  return [
+    { ...teacherTableRow(t.teacher, c.pairSteps, "preset"), ops: "", note: "" },
+    ...t.arms.map((r) => {
+      const ops = c.augmentations[r.arm.row] ?? [];
+      return { preset: r.arm.row, ...armColumns(r), ops: resolveOps(ops).join(" "), note: augmentationNote(ops, c) };
+    }),
   ];
 }
 
@@ -663,12 +721,12 @@ export function curveRows(results: ArmResult[]): Row[] {
  */
 export function fidFigure(rows: Row[], floor: Row[], table: ArmTable, subtitle: string): Figure {
   const fidFloor = Number(floor.find((r) => r.metric === "FID-wCLIP")?.["evaluation noise |difference|"] ?? 0);
-  const first = table === "regression" ? "loss" : "row";
+  const first = { regression: "loss", ladder: "row", augmentation: "preset" }[table];
   const items: Interval[] = rows.map((r) => {
     const v = Number(r["FID-wCLIP"]);
     return { label: String(r[first]), mean: v, lo: v - fidFloor, hi: v + fidFloor };
   });
-  const title = table === "regression" ? "Regression losses on CFG-3" : "Discriminator ladder on CFG-8";
+  const title = { regression: "Regression losses on CFG-3", ladder: "Discriminator ladder on CFG-8", augmentation: "E-LatentLPIPS augmentations on CFG-3" }[table];
   return intervalFigure(`${title}: FID-wCLIP per row (lower is better; bar: +- the evaluation's noise floor)`, [{ title: "", items }], { x: "FID-wCLIP (eval CLIP embeddings; not Inception FID)", subtitle });
 }
 
@@ -700,8 +758,7 @@ export function claims(tables: { regression?: Row[]; ladder?: Row[]; floor?: Row
     ];
   }
   const fid = (r: Row, table: string) => numberIn(r, "FID-wCLIP", table);
-  const floorOf = (r: Row | undefined) => (r ? Math.max(Number(r["evaluation noise |difference|"] ?? 0), Number(r["full recipe: seed spread"] ?? 0)) : 0);
-  const noise = floorOf(floor.find((r) => r.metric === "FID-wCLIP"));
+  const noise = fidNoiseFloor(floor);
   const losses = regression.filter((r) => !String(r.loss).startsWith("teacher"));
   const byLoss = (label: string) => losses.find((r) => r.loss === label);
   const e = byLoss(REGRESSION_LABELS["e-latentlpips"]);
@@ -743,6 +800,60 @@ export function claims(tables: { regression?: Row[]; ladder?: Row[]; floor?: Row
       why: full > noise ? undefined : "the full recipe's FID-wCLIP is not below E-LatentLPIPS only by more than the noise floor",
     },
   ];
+}
+
+/** The FID-wCLIP noise floor of the committed tables: the larger of the evaluation noise and the full recipe's seed spread. */
+function fidNoiseFloor(floor: Row[]): number {
+  const r = floor.find((x) => x.metric === "FID-wCLIP");
+  return r ? Math.max(Number(r["evaluation noise |difference|"] ?? 0), Number(r["full recipe: seed spread"] ?? 0)) : 0;
+}
+
+/**
+ * (g) against the committed cpu-scale tables (figures/03b_augmentation.csv, 03b_noise_floor.csv): does the
+ * augmentation ensemble make LatentLPIPS a better distillation loss, and is the paper's note (geometric + cutout)
+ * as good as the released bg? A difference counts only beyond the FID-wCLIP noise floor.
+ */
+export function augmentationClaims(rows = committedTableIfAny("03b_augmentation"), floor = committedTableIfAny("03b_noise_floor")): Claim[] {
+  const claimHelps = "The augmentation ensemble makes LatentLPIPS a better distillation loss (the best preset beats none)";
+  const claimNote = "The paper's note for distillation, geometric + cutout, is no worse than the released bg";
+  const paperHelps = `LatentLPIPS ${PAPER_REGRESSION_ABLATION.latentlpips.fid} -> E-LatentLPIPS ${PAPER_REGRESSION_ABLATION["e-latentlpips"].fid} FID (SD-CFG-3); per preset: no numbers`;
+  const paperNote = "preset used for distillation [NF]; a note says geometric + cutout [S]; released default bg";
+  if (!rows || !floor) {
+    const why = "no committed cpu-scale table yet: `npm run reproduce -- 03b --update-figures` at cpu scale writes figures/03b_augmentation.csv";
+    return [claimHelps, claimNote].map((claim, k) => ({ claim, paper: k ? paperNote : paperHelps, ours: "(no committed cpu-scale table)", verdict: "not tested" as const, why }));
+  }
+  const noise = fidNoiseFloor(floor);
+  const presets = rows.filter((r) => !String(r.preset).startsWith("teacher"));
+  const fid = (r: Row) => numberIn(r, "FID-wCLIP", "03b_augmentation");
+  const by = (p: string) => presets.find((r) => r.preset === p);
+  const none = by("none");
+  const [bg, go] = [by("bg"), by("bgo")];
+  if (!none || !bg || !go) throw new Error("figures/03b_augmentation.csv: needs the presets none, bg and bgo");
+  const best = presets.filter((r) => r !== none).reduce((a, b) => (fid(b) < fid(a) ? b : a));
+  const helps = fid(none) - fid(best) > noise;
+  const noteOk = fid(go) <= fid(bg) + noise;
+  return [
+    {
+      claim: claimHelps, paper: paperHelps,
+      ours: `none ${fid(none)}, best ${best.preset} ${fid(best)} FID-wCLIP (CFG-3; noise floor ${noise}; ${STAND_IN})`,
+      verdict: helps ? "held" : "did not hold",
+      why: helps ? undefined : `no preset lowers FID-wCLIP below none's by more than the noise floor (${numberIn(best, "steps", "03b_augmentation")} steps at batch ${T2I_DISTILLATION_CONFIGS.cpu.recipe.batch})`,
+    },
+    {
+      claim: claimNote, paper: paperNote,
+      ours: `bgo ${fid(go)}, bg ${fid(bg)} FID-wCLIP (noise floor ${noise})`,
+      verdict: noteOk ? "held" : "did not hold",
+      why: noteOk ? undefined : "geometric + cutout is worse than bg by more than the noise floor",
+    },
+  ];
+}
+
+/** (g) in words: the presets ordered by FID-wCLIP, and which neighbours differ by more than the noise floor. */
+export function augmentationRanking(rows: Row[], floor: Row[]): string {
+  const noise = fidNoiseFloor(floor);
+  const presets = rows.filter((r) => !String(r.preset).startsWith("teacher")).sort((a, b) => Number(a["FID-wCLIP"]) - Number(b["FID-wCLIP"]));
+  const order = presets.map((r, k) => `${k ? (Number(r["FID-wCLIP"]) - Number(presets[k - 1]["FID-wCLIP"]) > noise ? " < " : " ~ ") : ""}${r.preset} ${r["FID-wCLIP"]}`).join("");
+  return `FID-wCLIP, best first ("<": the gap exceeds the noise floor of ${noise}; "~": it does not): ${order}`;
 }
 
 /** What the tables' numbers rest on, for subtitles. */

@@ -7,6 +7,7 @@ import { u8ToUnit, unitToU8 } from "../data/images";
 import { SceneSpec } from "../data/scenes";
 import { AttributeAccuracy, AttributeScore, AttributeScorer, loadAttributeScorer, scoreReading, summariseScores } from "../metrics/attribute_scorer";
 import { clipCosines, photoDepictsRows, summariseClipScores } from "../metrics/clip_score";
+import { FeatureNet } from "../metrics/feature_net";
 import { frechetDistance } from "../metrics/fid";
 import { GaussianStats, RunningStats } from "../metrics/stats";
 import { ClipModel } from "../nn/clip/clip_model";
@@ -55,6 +56,11 @@ function wClipFeatures(clip: ClipModel, images: tf.Tensor4D): tf.Tensor2D {
   return tf.tidy(() => clip.imageFeatures(clipPreprocess(images, clip.config.vision.imageSize)));
 }
 
+/** The eval CLIP's image embeddings as FID's feature extractor: its metric prints as FID-wCLIP, never as FID. */
+export function wClipFeatureNet(clip: ClipModel, weightsTag: string): FeatureNet {
+  return { name: `world-eval-clip-${weightsTag}`, label: "wCLIP", dim: clip.config.projectionDim, features: async (images) => wClipFeatures(clip, images) };
+}
+
 export class WorldJudges {
   /** Prompt i: the first caption of test scene i. */
   readonly prompts: string[];
@@ -62,10 +68,11 @@ export class WorldJudges {
     readonly world: T2iWorld,
     readonly config: JudgesConfig,
     private readonly specs: SceneSpec[],
-    private readonly tokenizer: ClipTokenizer,
-    private readonly evalClip: ClipModel,
+    readonly tokenizer: ClipTokenizer,
+    readonly evalClip: ClipModel,
     private readonly scorer: AttributeScorer,
-    private readonly reference: GaussianStats,
+    /** FID-wCLIP's reference: the eval CLIP's image embeddings of the first `config.reference` rendered test scenes. */
+    readonly reference: GaussianStats,
   ) {
     this.prompts = specs.map((_, i) => world.captions("test", i)[0]);
   }

@@ -28,3 +28,18 @@ export function edmEmaBeta(batch: number, imagesSeen: number, halflifeImages: nu
   const h = rampupRatio > 0 ? Math.min(halflifeImages, imagesSeen * rampupRatio) : halflifeImages;
   return 0.5 ** (batch / Math.max(h, 1e-8));
 }
+
+/**
+ * Which EMA a trainer scores: EDM's half-life with ramp-up when emaHalflifeImages > 0, else the fixed rate emaBeta.
+ * Every trainer that keeps an evaluation EMA reads this one rule, so experiments can give their arms the same one.
+ */
+export interface EmaRule {
+  emaBeta: number;
+  emaHalflifeImages: number;
+  emaRampup: number;
+}
+
+/** The EMA rate of the update after `stepsDone` steps of `batch` (stepsDone >= 1). */
+export function emaBetaAt(rule: EmaRule, batch: number, stepsDone: number): number {
+  return rule.emaHalflifeImages > 0 ? edmEmaBeta(batch, stepsDone * batch, rule.emaHalflifeImages, rule.emaRampup) : rule.emaBeta;
+}

@@ -26,6 +26,8 @@ export interface TrainSpec {
   step(i: number): Record<string, number>;
   /** Evaluate every `evalEvery` steps (and at the end); the returned metrics join that step's history entry. */
   evalEvery?: number;
+  /** Evaluate after exactly these step counts instead (e.g. at matched network-evaluation budgets). */
+  evalAt?: number[];
   evaluate?(stepsDone: number): Promise<Record<string, number>>;
   /** Also evaluate before the first step (a history entry with step 0) when the run starts from scratch. */
   evalAtStart?: boolean;
@@ -72,9 +74,9 @@ async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
   }
   const t0 = Date.now();
   const seconds = () => secondsBefore + (Date.now() - t0) / 1000;
-  const save = async (step: number) => {
+  const save = async (step: number, trainSeconds = seconds()) => {
     if (!spec.ckptDir) return;
-    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, stepTime: timed, trainSeconds: seconds(), rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
+    const meta: CheckpointMeta = { ...(spec.extraState?.save() ?? {}), step, history, stepTime: timed, trainSeconds, rngs: Object.fromEntries(Object.entries(spec.rngs).map(([k, r]) => [k, r.state])) };
     await saveCheckpoint(spec.ckptDir, spec.vars, meta);
     await spec.onCheckpoint?.(history);
   };
@@ -85,7 +87,8 @@ async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
     const t = performance.now();
     const metrics = spec.step(i);
     timed = { ms: timed.ms + performance.now() - t, steps: timed.steps + 1 };
-    const evaluated = spec.evaluate && spec.evalEvery && ((i + 1) % spec.evalEvery === 0 || i + 1 === spec.totalSteps) ? await spec.evaluate(i + 1) : {};
+    const due = spec.evalAt ? spec.evalAt.includes(i + 1) : !!spec.evalEvery && ((i + 1) % spec.evalEvery === 0 || i + 1 === spec.totalSteps);
+    const evaluated = spec.evaluate && due ? await spec.evaluate(i + 1) : {};
     history.push({ step: i + 1, ...metrics, ...evaluated });
     if (tensorsAfterFirstStep < 0) tensorsAfterFirstStep = tf.memory().numTensors;
     progress.tick(1, { ...metrics, ...evaluated });
@@ -99,14 +102,16 @@ async function trainLoop(spec: TrainSpec): Promise<TrainResult> {
     }
   }
   const steps = spec.totalSteps - start;
-  if (steps > 0) await save(spec.totalSteps);
+  // the run reports the time its last checkpoint records, so a run resumed from it never reports less
+  const total = seconds();
+  if (steps > 0) await save(spec.totalSteps, total);
   progress.finish();
   return {
     history,
     resumedFrom: start,
     secondsPerStep: steps > 0 ? (Date.now() - t0) / 1000 / steps : 0,
     msPerStep: timed.steps > 0 ? timed.ms / timed.steps : 0,
-    seconds: seconds(),
+    seconds: total,
     tensorsAfterFirstStep,
     tensorsAtEnd: tf.memory().numTensors,
   };
