@@ -48,15 +48,15 @@ test("Table 1: our rows beside the paper row each measures, the paper-only rows 
   assert.equal(t[3]["latency onnxruntime (ms/img)"], 30);
   assert.equal(t[4]["model"], "paper only: InstaFlow-0.9B");
   assert.equal(t[4]["paper latency (s/img)"], NF);
-  const [close, few, fast] = claims(t);
+  const [close, few, fast] = claims({ table1: t });
   assert.equal(close.verdict, "held", close.ours);
   assert.equal(few.verdict, "held");
   assert.equal(fast.verdict, "held");
   assert.match(fast.ours, /1600 ms, student 30 ms .*\(53x\)/);
-  const worse = claims(table1Rows([rows[0], rows[1], { ...rows[3], eval: { ...rows[3].eval, fid: 45 } }], WORLD_DIFFERENCES));
+  const worse = claims({ table1: table1Rows([rows[0], rows[1], { ...rows[3], eval: { ...rows[3].eval, fid: 45 } }], WORLD_DIFFERENCES) });
   assert.deepEqual(worse.map((c) => c.verdict), ["did not hold", "did not hold", "held"]);
-  assert.ok(claims(undefined).every((c) => c.verdict === "not tested"));
-  assert.throws(() => claims([{ model: "ours: teacher, DDIM 50", NFE: 100 }]), /needs an FID column/);
+  assert.ok(claims({}).every((c) => c.verdict === "not tested"));
+  assert.throws(() => claims({ table1: [{ model: "ours: teacher, DDIM 50", NFE: 100 }] }), /needs an FID column/);
 });
 
 test("Tables 2 and 4: the SDXL rows with [NF] where PAPER.md has none; compute hours from the records", () => {

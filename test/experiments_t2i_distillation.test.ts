@@ -173,11 +173,11 @@ test("the Result: the paper's orderings read from the tables, differences within
 test("the augmentation Result: the best preset against none and the paper's note against bg, beyond the noise floor only", () => {
   const rows = (fids: Record<string, number>): Row[] => [{ preset: "teacher, DDIM 50 (CFG-3)", "FID-wCLIP": 1 }, ...Object.entries(fids).map(([preset, v]) => ({ preset, "FID-wCLIP": v, steps: 200 }))];
   const floor = tables([1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], 1).floor;
-  const held = augmentationClaims(rows({ none: 13, b: 11, bg: 10, bgo: 10.8 }), floor);
+  const held = augmentationClaims({ augmentation: rows({ none: 13, b: 11, bg: 10, bgo: 10.8 }), floor });
   assert.deepEqual(held.map((c) => c.verdict), ["held", "held"]);
-  const not = augmentationClaims(rows({ none: 10.5, b: 11, bg: 10, bgo: 11.2 }), floor);
+  const not = augmentationClaims({ augmentation: rows({ none: 10.5, b: 11, bg: 10, bgo: 11.2 }), floor });
   assert.deepEqual(not.map((c) => c.verdict), ["did not hold", "did not hold"]);
-  assert.ok(augmentationClaims(undefined, floor).every((c) => c.verdict === "not tested"));
+  assert.ok(augmentationClaims({ floor }).every((c) => c.verdict === "not tested"));
   assert.equal(augmentationRanking(rows({ none: 13, b: 11, bg: 10, bgo: 10.8 }), floor), 'FID-wCLIP, best first ("<": the gap exceeds the noise floor of 1; "~": it does not): bg 10 ~ bgo 10.8 ~ b 11 < none 13');
 });
 

@@ -813,7 +813,8 @@ function fidNoiseFloor(floor: Row[]): number {
  * augmentation ensemble make LatentLPIPS a better distillation loss, and is the paper's note (geometric + cutout)
  * as good as the released bg? A difference counts only beyond the FID-wCLIP noise floor.
  */
-export function augmentationClaims(rows = committedTableIfAny("03b_augmentation"), floor = committedTableIfAny("03b_noise_floor")): Claim[] {
+export function augmentationClaims(tables: { augmentation?: Row[]; floor?: Row[] } = { augmentation: committedTableIfAny("03b_augmentation"), floor: committedTableIfAny("03b_noise_floor") }): Claim[] {
+  const { augmentation: rows, floor } = tables;
   const claimHelps = "The augmentation ensemble makes LatentLPIPS a better distillation loss (the best preset beats none)";
   const claimNote = "The paper's note for distillation, geometric + cutout, is no worse than the released bg";
   const paperHelps = `LatentLPIPS ${PAPER_REGRESSION_ABLATION.latentlpips.fid} -> E-LatentLPIPS ${PAPER_REGRESSION_ABLATION["e-latentlpips"].fid} FID (SD-CFG-3); per preset: no numbers`;
