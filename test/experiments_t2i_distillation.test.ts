@@ -5,13 +5,15 @@ import * as os from "os";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { initEngine } from "../lib/backend/engine";
+import { loadOrt } from "../lib/backend/onnx_runtime";
 import { requestInterrupt } from "../lib/core/interrupt";
 import { DISCRIMINATOR_LADDER, ladderRung } from "../lib/distill/diffusion2gan";
+import { generateUNet2D } from "../lib/distill/generator";
 import { OdePairs } from "../lib/distill/ode_pairs";
 import { readSafetensors } from "../lib/io/safetensors";
 import { loadUNet2DConditionModel } from "../lib/nn/sd/load";
 import { notebookPlan } from "../lib/experiments/plan";
-import { ArmResult, augmentationArms, augmentationClaims, augmentationRanking, claims, distillationArms, HEADLINE_RUNGS, T2I_DISTILLATION_CONFIGS, T2iDistillation } from "../lib/experiments/t2i_distillation";
+import { ArmResult, augmentationArms, augmentationClaims, augmentationRanking, claims, distillationArms, HEADLINE_RUNGS, T2I_DISTILLATION_CONFIGS, T2iDistillation, WORLD_DDIM } from "../lib/experiments/t2i_distillation";
 import { WorldJudges } from "../lib/experiments/world_judges";
 import { Row } from "../lib/viz/table";
 
@@ -127,7 +129,7 @@ test("the judges on known inputs: the reference scenes themselves score FID-wCLI
   }
 });
 
-test("the exported generator is a diffusers UNet folder that reads back as the same network", async () => {
+test("the exported generator is a diffusers UNet folder that reads back as the same network, and an ONNX model that computes G(z, c) on onnxruntime", async () => {
   const out = await d2g.exportGenerator(path.join(tmp, "export", "unet"));
   assert.deepEqual(out.files, ["config.json", "diffusion2gan.json", "diffusion_pytorch_model.safetensors"]);
   const back = loadUNet2DConditionModel(out.dir);
@@ -141,8 +143,21 @@ test("the exported generator is a diffusers UNet folder that reads back as the s
     const [a, b] = [back.forward(z, out.generator.timestep, c), net.forward(z, out.generator.timestep, c)];
     assert.deepEqual(a.dataSync(), b.dataSync());
     tf.dispose([z, c, a, b]);
+    const z1 = tf.randomNormal([1, 8, 8, 32], 0, 1, "float32", 5) as tf.Tensor4D;
+    const c1 = tf.randomNormal([1, 77, 32], 0, 1, "float32", 6) as tf.Tensor3D;
     const note = JSON.parse(fs.readFileSync(path.join(out.dir, "diffusion2gan.json"), "utf8"));
     assert.deepEqual(note.generator, out.generator);
+    // the ONNX file computes G(z, c) on onnxruntime as tfjs does
+    const ort = loadOrt();
+    const session = await ort.InferenceSession.create(out.onnx);
+    const x0 = generateUNet2D(net, z1, c1, out.generator, WORLD_DDIM);
+    const y = (await session.run({ z: new ort.Tensor("float32", z1.dataSync() as Float32Array, z1.shape), c: new ort.Tensor("float32", c1.dataSync() as Float32Array, c1.shape) })).x0;
+    assert.deepEqual(y.dims, x0.shape);
+    const want = x0.dataSync();
+    const worst = (y.data as Float32Array).reduce((m, v, i) => Math.max(m, Math.abs(v - want[i])), 0);
+    assert.ok(worst < 1e-4, `onnxruntime differs from tfjs by ${worst}`);
+    await session.release();
+    tf.dispose([z1, c1, x0]);
   } finally {
     back.dispose();
     net.dispose();

@@ -11,7 +11,9 @@ import { DISCRIMINATOR_LADDER, ladderRung, t2iDiffusion2GanDefaults, T2IDiffusio
 import { generateUNet2D } from "../distill/generator";
 import { clipTokenCondition, OdePairs, PairManifest } from "../distill/ode_pairs";
 import { RegressionLossName } from "../distill/regression";
+import { traceOnnx } from "../backend/onnx_export";
 import { HostTensor } from "../io/host_tensor";
+import { writeOnnx } from "../io/onnx_file";
 import { ATTRIBUTE_SCORER_WEIGHTS } from "../metrics/attribute_scorer";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import { LatentCodec, taef2Codec } from "../nn/latent_codec";
@@ -266,6 +268,8 @@ export interface VisualComparison {
 export interface ExportedGenerator {
   dir: string;
   files: string[];
+  /** G(z, c) -> x0 as one ONNX model at batch 1: inputs z (NHWC latents) and c (the text encoder's states). */
+  onnx: string;
   parameters: number;
   /** How G is called: the timestep and the prediction type, also written beside the weights. */
   generator: T2IDiffusion2GanConfig["generator"];
@@ -582,7 +586,7 @@ export class T2iDistillation {
   /**
    * (f) The full recipe's generator as a diffusers UNet2DConditionModel folder (config.json and
    * diffusion_pytorch_model.safetensors), with diffusion2gan.json beside them: the timestep G runs at and how its
-   * output is read.
+   * output is read; and the whole map G(z, c) -> x0 as generator.onnx beside the folder.
    */
   exportGenerator(dir = path.join(this.base, "export", "unet")): Promise<ExportedGenerator> {
     return interruptible(async () => {
@@ -595,7 +599,16 @@ export class T2iDistillation {
           generator: arm.cfg.generator, scheduler: WORLD_SCHEDULER_CONFIG, teacher: `world teacher (${this.scale} scale), ${this.provenance.teacher}`, pairs: `CFG-${arm.guidance}`,
         };
         fs.writeFileSync(path.join(dir, "diffusion2gan.json"), JSON.stringify(note, null, 2) + "\n");
-        return { dir, files: fs.readdirSync(dir).sort(), parameters: net.numParameters(), generator: arm.cfg.generator };
+        // the whole one-step map, timestep and x0 reading included, so a runtime needs no diffusers code
+        const onnx = path.join(path.dirname(dir), "generator.onnx");
+        const [z, c] = [tf.zeros([1, this.side, this.side, this.teacher.unet.config.in_channels]), this.condition(0, 1)];
+        try {
+          const fn = (zz: tf.Tensor, cc: tf.Tensor) => generateUNet2D(net, zz as tf.Tensor4D, cc as tf.Tensor3D, arm.cfg.generator, WORLD_DDIM);
+          writeOnnx(onnx, traceOnnx({ name: "diffusion2gan_generator", variables: net.namedVariables(), inputs: [["z", z], ["c", c]], outputs: ["x0"], fn }));
+        } finally {
+          tf.dispose([z, c]);
+        }
+        return { dir, files: fs.readdirSync(dir).sort(), onnx, parameters: net.numParameters(), generator: arm.cfg.generator };
       } finally {
         net.dispose();
       }
