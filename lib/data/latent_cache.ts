@@ -3,7 +3,7 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { Progress } from "../core/progress";
 import { readSafetensors, SafetensorsFile, writeSafetensors } from "../io/safetensors";
-import { HostTensor } from "../io/host_tensor";
+import { concatHost, HostTensor } from "../io/host_tensor";
 import { unitToU8, u8ToUnit } from "./images";
 
 // A dataset encoded once into an autoencoder's latent space and kept on disk in chunks, so training never pays
@@ -79,12 +79,6 @@ async function hostData(t: tf.Tensor): Promise<Float32Array> {
   return d;
 }
 
-function concat<T extends Float32Array | Uint8Array>(parts: T[], make: (n: number) => T): T {
-  const out = make(parts.reduce((n, p) => n + p.length, 0));
-  parts.reduce((o, p) => (out.set(p, o), o + p.length), 0);
-  return out;
-}
-
 /** Make (or finish) the chunks of `count` items of a split. */
 export async function ensureLatents(spec: LatentCacheSpec, split: string, count: number, o: EnsureOptions): Promise<EnsureResult> {
   const t0 = Date.now();
@@ -124,10 +118,10 @@ export async function ensureLatents(spec: LatentCacheSpec, split: string, count:
       progress.tick(m);
     }
     const tensors: Record<string, HostTensor> = {
-      latents: { dtype: "float32", shape: [spec.chunk, ...latentShape], data: concat(lat, (l) => new Float32Array(l)) },
+      latents: { dtype: "float32", shape: [spec.chunk, ...latentShape], data: concatHost(lat) },
       index: { dtype: "int32", shape: [spec.chunk], data: Int32Array.from({ length: spec.chunk }, (_, j) => start + j) },
     };
-    if (o.roundTrip) tensors.roundtrip = { dtype: "uint8", shape: [spec.chunk, size, size, 3], data: concat(rt, (l) => new Uint8Array(l)) };
+    if (o.roundTrip) tensors.roundtrip = { dtype: "uint8", shape: [spec.chunk, size, size, 3], data: concatHost(rt, (l) => new Uint8Array(l)) };
     writeSafetensors(file, tensors, { key: JSON.stringify(spec.key), split, chunk: String(k) });
     written++;
     o.afterChunk?.(k);
@@ -166,8 +160,8 @@ export function loadLatents(spec: LatentCacheSpec, split: string, count: number,
     if (o.roundTrip) rt.push(tensors.roundtrip.data as Uint8Array);
   }
   return {
-    latents: concat(lat, (l) => new Float32Array(l)),
+    latents: concatHost(lat),
     latentShape: [count, shape[1], shape[2], shape[3]],
-    roundtrip: o.roundTrip ? concat(rt, (l) => new Uint8Array(l)) : undefined,
+    roundtrip: o.roundTrip ? concatHost(rt, (l) => new Uint8Array(l)) : undefined,
   };
 }

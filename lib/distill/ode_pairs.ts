@@ -6,6 +6,7 @@ import { interruptible, Interrupted, stopRequested } from "../core/interrupt";
 import { Progress } from "../core/progress";
 import { Rng } from "../core/random";
 import { writeAtomic } from "../io/file_bytes";
+import { concatHost } from "../io/host_tensor";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import { ClipTextModel } from "../nn/clip/text_encoder";
 import { batchIndices } from "../train/data_order";
@@ -110,7 +111,7 @@ async function generateShards(dir: string, rec: PairRecord, teacher: PairTeacher
     for (let b = 0; b < count; b += opts.batch) {
       const m = Math.min(opts.batch, count - b);
       const inputs = Array.from({ length: m }, (_, j) => sampleInputs(rec, start + b + j, condition));
-      const z = tf.tensor4d(concatF32(inputs.map((s) => s.z)), [m, ...rec.zShape] as [number, number, number, number]);
+      const z = tf.tensor4d(concatHost(inputs.map((s) => s.z)), [m, ...rec.zShape] as [number, number, number, number]);
       const c = tf.tensor2d(inputs.flatMap((s) => s.c), [m, rec.cDim]);
       const out = await teacher(z, c);
       nfe = out.nfe;
@@ -128,8 +129,8 @@ async function generateShards(dir: string, rec: PairRecord, teacher: PairTeacher
     writeSafetensors(
       path.join(dir, shardName(k)),
       {
-        z: { dtype: "float32", shape: [count, ...rec.zShape], data: concatF32(zs) },
-        x: { dtype: "float32", shape: [count, ...rec.zShape], data: concatF32(xs) },
+        z: { dtype: "float32", shape: [count, ...rec.zShape], data: concatHost(zs) },
+        x: { dtype: "float32", shape: [count, ...rec.zShape], data: concatHost(xs) },
         c: { dtype: "float32", shape: [count, rec.cDim], data: Float32Array.from(cs) },
         index: { dtype: "int32", shape: [count], data: index },
       },
@@ -140,15 +141,6 @@ async function generateShards(dir: string, rec: PairRecord, teacher: PairTeacher
   progress.finish();
 }
 
-function concatF32(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 function shardIsComplete(file: string, rec: PairRecord, k: number): boolean {
   if (!fs.existsSync(file)) return false;
@@ -244,7 +236,7 @@ export class OdePairs<C extends tf.Tensor = tf.Tensor2D> {
       o += p.length;
     }
     const rows = (r: Float32Array, n: number) => tf.tensor2d(r, [n, m.cDim]) as tf.Tensor as C;
-    return new OdePairs<C>(m, concatF32(parts.z), concatF32(parts.x), concatF32(parts.c), idx, encode ?? rows);
+    return new OdePairs<C>(m, concatHost(parts.z), concatHost(parts.x), concatHost(parts.c), idx, encode ?? rows);
   }
 
   get size(): number {

@@ -12,7 +12,7 @@ import { generateUNet2D } from "../distill/generator";
 import { clipTokenCondition, OdePairs, PairManifest } from "../distill/ode_pairs";
 import { RegressionLossName } from "../distill/regression";
 import { traceOnnx } from "../backend/onnx_export";
-import { HostTensor } from "../io/host_tensor";
+import { concatHost, HostTensor } from "../io/host_tensor";
 import { writeOnnx } from "../io/onnx_file";
 import { ATTRIBUTE_SCORER_WEIGHTS } from "../metrics/attribute_scorer";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
@@ -379,10 +379,8 @@ export class T2iDistillation {
           tf.dispose([z, cond.cond, ...(cond.guidance ? [cond.guidance.uncond] : []), out.latents]);
           return { images, nfe: out.nfe };
         }, { batch: e.batch });
-        const data = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-        parts.reduce((o, p) => (data.set(p, o), o + p.length), 0);
         fs.mkdirSync(dir, { recursive: true });
-        writeSafetensors(file, { latents: { dtype: "float32", shape: [e.prompts, this.side, this.side, this.teacher.unet.config.in_channels], data } });
+        writeSafetensors(file, { latents: { dtype: "float32", shape: [e.prompts, this.side, this.side, this.teacher.unet.config.in_channels], data: concatHost(parts) } });
         return { guidance, judged } as TeacherRow;
       });
       if (!this.teacherLatents.has(guidance)) {

@@ -12,6 +12,13 @@ export interface HostTensor {
   data: HostData;
 }
 
+/** Typed arrays joined end to end (a batch gathered in parts); float32 unless `make` says otherwise. */
+export function concatHost<T extends Float32Array | Uint8Array = Float32Array>(parts: readonly T[], make: (n: number) => T = (n) => new Float32Array(n) as T): T {
+  const out = make(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+  return out;
+}
+
 export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }

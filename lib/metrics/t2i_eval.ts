@@ -7,6 +7,7 @@ import { Progress } from "../core/progress";
 import { ClipTokenizer } from "../data/clip_tokenizer";
 import { listImages, readRgb, u8ToUnit, unitToU8 } from "../data/images";
 import { pilResizeU8 } from "../data/pil_resize";
+import { concatHost } from "../io/host_tensor";
 import { readJsonFile, writeJsonFile } from "../io/json_file";
 import { readNpz, writeNpz } from "../io/npy";
 import { ClipModel } from "../nn/clip/clip_model";
@@ -136,7 +137,7 @@ async function sharded(dir: string, settings: Record<string, unknown>, total: nu
         progress.tick(m);
         await yieldIfDue();
       }
-      shard = { features: concat(feats), cosines: cs.length ? concat(cs) : undefined, seconds: (Date.now() - t0) / 1000 };
+      shard = { features: concatHost(feats), cosines: cs.length ? concatHost(cs) : undefined, seconds: (Date.now() - t0) / 1000 };
       writeNpz(file, {
         features: { dtype: "float32", shape: [n, o.dim], data: shard.features },
         ...(shard.cosines ? { cosines: { dtype: "float32", shape: [n], data: shard.cosines } } : {}),
@@ -148,13 +149,7 @@ async function sharded(dir: string, settings: Record<string, unknown>, total: nu
     seconds += shard.seconds;
   }
   if (progress.total > 0) progress.finish();
-  return { stats: stats.stats(), cosines: concat(cos), seconds, resumed };
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
-  return out;
+  return { stats: stats.stats(), cosines: concatHost(cos), seconds, resumed };
 }
 
 // ---- reference statistics ----------------------------------------------------------------------------------------
