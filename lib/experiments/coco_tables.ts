@@ -9,7 +9,6 @@ import { ClipTokenizer } from "../data/clip_tokenizer";
 import { loadCoco30k } from "../data/coco";
 import { StableDiffusion } from "../diffusion/sd_pipeline";
 import { UNet2DGeneratorConfig, generateUNet2D } from "../distill/generator";
-import { clipTokenCondition } from "../distill/ode_pairs";
 import { readSafetensors } from "../io/safetensors";
 import { loadFidInception } from "../metrics/inception";
 import { CaptionGenerator, evaluateT2i, GIGAGAN_EVAL_SIZE, ReferenceSource, referenceStats, T2iEvalResult, T2iJudges } from "../metrics/t2i_eval";
@@ -22,7 +21,7 @@ import { Row } from "../viz/table";
 import { Claim, committedTableIfAny, numberIn } from "./claims";
 import { byScale, currentScale, Scale } from "./scale";
 import { ArmTraining, HEADLINE_RUNGS, T2iDistillation, t2iDistillationConfig, WORLD_DDIM } from "./t2i_distillation";
-import { T2I_TEACHERS, teacherTrainingOf, weightsTag } from "./t2i_teacher";
+import { seedNoise, T2I_TEACHERS, teacherTrainingOf, weightsTag } from "./t2i_teacher";
 import { worldClipFile } from "./world_clips";
 import { wClipFeatureNet } from "./world_judges";
 
@@ -253,7 +252,6 @@ export async function worldTables(scale: Scale = currentScale(), config = cocoTa
       };
       const teacher = d2g.teacher;
       const side = world.config.imageSize / d2g.codec.factor;
-      const noise = (seeds: number[]) => tf.tidy(() => tf.concat(seeds.map((s) => teacher.noise(s, 1, side, side))) as tf.Tensor4D);
       const decode = async (latents: tf.Tensor4D, engine: EngineName) => (engine === "tfjs" ? tf.tidy(() => tf.clipByValue(d2g.codec.decode(latents), -1, 1) as tf.Tensor4D) : d2g.codec.decodeFrozen(latents));
       const teacherUNet = frozenUNet("world-teacher-unet", teacher.unet);
       frozen.push(teacherUNet);
@@ -261,7 +259,7 @@ export async function worldTables(scale: Scale = currentScale(), config = cocoTa
       const teacherRow = (steps: number): RowGenerator => ({
         id: `teacher-ddim${steps}-cfg${config.guidance}`, name: `teacher, DDIM ${steps}, guidance ${config.guidance}`, nfe: (config.guidance > 1 ? 2 : 1) * steps, tag: teacherTag, teacherLike: steps >= 10, onOrt: true,
         make: (engine) => async (caps, seeds) => {
-          const z = noise(seeds);
+          const z = seedNoise(teacher, seeds, side);
           const cond = teacher.encode(caps, config.guidance);
           const unet = engine === "onnxruntime" ? async (x: tf.Tensor4D, t: number, ctx?: tf.Tensor) => {
             const ts = tf.fill([x.shape[0]], t) as tf.Tensor1D;
@@ -285,9 +283,8 @@ export async function worldTables(scale: Scale = currentScale(), config = cocoTa
         return {
           id: `student-${arm.id}`, name, nfe: 1, tag: path.basename(d2g.armDir(arm)), teacherLike: false, onOrt: true,
           make: (engine) => async (caps, seeds) => {
-            const z = noise(seeds);
-            const rows = teacher.tokenize(caps);
-            const c = clipTokenCondition(teacher.textEncoder)(Float32Array.from(rows.flat()), caps.length);
+            const z = seedNoise(teacher, seeds, side);
+            const c = d2g.captionCondition(caps);
             const latents = engine === "onnxruntime" ? ((await g.run([z, c]))[0] as tf.Tensor4D) : generateUNet2D(net, z, c, arm.cfg.generator, WORLD_DDIM);
             tf.dispose([z, c]);
             const images = await decode(latents, engine);

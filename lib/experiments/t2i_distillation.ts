@@ -356,10 +356,14 @@ export class T2iDistillation {
     return this.judges.world.config.imageSize / this.codec.factor;
   }
 
-  /** Text conditions of prompts [b, b + m): the teacher's text encoder on their token rows, as the pairs' conditions are made. */
+  /** Text conditions of prompts [b, b + m). */
   private condition(b: number, m: number): tf.Tensor3D {
-    const rows = this.teacher.tokenize(this.judges.prompts.slice(b, b + m));
-    return clipTokenCondition(this.teacher.textEncoder)(Float32Array.from(rows.flat()), m);
+    return this.captionCondition(this.judges.prompts.slice(b, b + m));
+  }
+
+  /** G's text condition for captions: the teacher's text encoder on their token rows, as the pairs' conditions are made. */
+  captionCondition(captions: string[]): tf.Tensor3D {
+    return clipTokenCondition(this.teacher.textEncoder)(Float32Array.from(this.teacher.tokenize(captions).flat()), captions.length);
   }
 
   /** The teacher's row at a guidance: judged once, its latents kept as the target of every student's correspondence. */

@@ -13,6 +13,7 @@ import { ConditionFn, generatePairs, mergePairs, OdePairs, PairManifest, PairRec
 import { latentDiffusionTeacher } from "../distill/sd_teacher";
 import { toFloat16 } from "../io/dtype";
 import { HostTensor } from "../io/host_tensor";
+import { captionSeed } from "../metrics/t2i_eval";
 import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import { ClipTextModel } from "../nn/clip/text_encoder";
 import { taef2Codec } from "../nn/latent_codec";
@@ -248,7 +249,12 @@ export function weightsTag(weights: string): string {
 
 /** The noise of prompt i: the same at every guidance scale and for every generator judged on it. */
 export function promptNoise(teacher: LatentDiffusion, seed: number, first: number, m: number, side: number): tf.Tensor4D {
-  return tf.tidy(() => tf.concat(Array.from({ length: m }, (_, k) => teacher.noise(seed * 100_003 + first + k, 1, side, side))) as tf.Tensor4D);
+  return seedNoise(teacher, Array.from({ length: m }, (_, k) => captionSeed(seed, first + k)), side);
+}
+
+/** One noise latent per seed, stacked: sample i is the same whatever batch it is drawn in. */
+export function seedNoise(teacher: LatentDiffusion, seeds: number[], side: number): tf.Tensor4D {
+  return tf.tidy(() => tf.concat(seeds.map((s) => teacher.noise(s, 1, side, side))) as tf.Tensor4D);
 }
 
 /**
