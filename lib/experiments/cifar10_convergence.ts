@@ -120,12 +120,13 @@ export const CONFIGS: Record<Scale, ConvergenceConfig> = {
     ema: { emaBeta: 0, emaHalflifeImages: 500, emaRampup: 0.05 }, lrSearch: { rates: [1e-4, 4e-4], steps: 2, samples: 20 }, seeds: [0],
     d2g: { ...D2G_BASE, r1Every: 2 }, cd: CD_BASE, lpipsSize: 16, evalSamples: 40, evalSeed: 999, floorSeed: 998, heldOut: 16, refImages: 200, seed: 0, ckptEvery: 1000, official: false,
   },
-  // Sized to about 70 minutes on two cores (lib/experiments/plan.ts): 80,000 evaluations per arm (D2G regression
+  // Sized to about 75 minutes on two cores (lib/experiments/plan.ts): 80,000 evaluations per arm (D2G regression
   // 1,380 steps after its pairs' 35,840; CD 625 steps), two seeds, 10 scorings each. EMA: EDM's half-life, 5% of
-  // the images seen (at most 20,000), so no arm's score is dominated by its initial weights.
+  // the images seen (at most 20,000), so no arm's score is dominated by its initial weights. Five rates: with three
+  // (1e-4 to 4e-4) the first cpu run chose 4e-4 for D2G and 1e-4 for CD, each at an edge of the grid.
   cpu: {
     pairs: 1024, pairBatch: 64, teacherLevels: 18, budget: 80_000, evalPoints: 10, batch: 32, ganAfter: 0.5, betas: [0.9, 0.99],
-    ema: { emaBeta: 0, emaHalflifeImages: 20_000, emaRampup: 0.05 }, lrSearch: { rates: [1e-4, 2e-4, 4e-4], steps: 100, samples: 250 }, seeds: [0, 1],
+    ema: { emaBeta: 0, emaHalflifeImages: 20_000, emaRampup: 0.05 }, lrSearch: { rates: [5e-5, 1e-4, 2e-4, 4e-4, 8e-4], steps: 100, samples: 250 }, seeds: [0, 1],
     d2g: D2G_BASE, cd: CD_BASE, lpipsSize: 32, evalSamples: 500, evalSeed: 999, floorSeed: 998, heldOut: 256, refImages: 2000, seed: 0, ckptEvery: 200, official: false,
   },
   // The official CD's batch 512 and evaluation EMA 0.9999 (configs/cifar10_ve_cd.py), for every arm; a budget of
@@ -489,9 +490,18 @@ export function convergenceRows(r: ConvergenceResult): Row[] {
   }));
 }
 
-/** The learning-rate search (figures/02_lr_search_<scale>.csv): every trial, the chosen rate marked. */
+/**
+ * The learning-rate search (figures/02_lr_search_<scale>.csv): every trial, the chosen rate marked, and marked again
+ * where it is the grid's smallest or largest rate (the best rate may then lie outside the grid).
+ */
 export function lrSearchRows(r: ConvergenceResult, steps: number): Row[] {
-  return r.lrSearch.map((t) => ({ arm: t.arm, lr: t.lr, steps, [`${r.metric} EMA`]: Number.isFinite(t.fid) ? t.fid : "diverged", chosen: pickRate(r.lrSearch.filter((x) => x.arm === t.arm)) === t.lr }));
+  return r.lrSearch.map((t) => {
+    const mine = r.lrSearch.filter((x) => x.arm === t.arm);
+    const rates = mine.map((x) => x.lr);
+    const edge = t.lr === Math.min(...rates) || t.lr === Math.max(...rates);
+    const chosen = pickRate(mine) === t.lr ? (edge ? "yes, at the grid's edge" : "yes") : "";
+    return { arm: t.arm, lr: t.lr, steps, [`${r.metric} EMA`]: Number.isFinite(t.fid) ? t.fid : "diverged", chosen };
+  });
 }
 
 /** The noise floor (figures/02_noise_floor_<scale>.csv). */
