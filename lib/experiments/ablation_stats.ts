@@ -16,6 +16,9 @@ export const NO_AUGMENTATION = "none (LatentLPIPS)";
 /** The released preset's ops as the ops column writes them. */
 export const releasedOps = () => resolveOps(RELEASED_PRESET).join("+");
 
+/** "images/kodak/kodim04.png" -> "kodim04": the image column of the tables. */
+export const imageName = (file: string) => file.replace(/^.*\//, "").replace(/\.[^.]+$/, "");
+
 const psnrOf = (r: Row, table: string) => numberIn(r, "PSNR (dB)", table);
 export const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 export const sdOf = (xs: number[]) => (xs.length < 2 ? NaN : Math.sqrt(xs.reduce((s, v) => s + (v - avg(xs)) ** 2, 0) / (xs.length - 1)));
