@@ -3,7 +3,7 @@ import { HostTensor } from "../io/host_tensor";
 import { resolveOps } from "../perceptual/augment";
 import { Figure, Interval, intervalFigure, Panel, panelFigure, Series } from "../viz/plot";
 import { Row } from "../viz/table";
-import { avg, findings, formatDifference, groupBy, imageName, NO_AUGMENTATION, PairedDifference, pairedDifference, releasedOps, sdOf, side, variantStats, VariantStats, variantWithOps } from "./ablation_stats";
+import { avg, findings, formatDifference, groupBy, imageName, NO_AUGMENTATION, pairTable, PairedDifference, pairedDifference, releasedOps, sdOf, side, variantStats, VariantStats, variantWithOps } from "./ablation_stats";
 import { Claim, committedTableIfAny, numberIn } from "./claims";
 import { LossRun, LossSpec } from "./latent_optimisation";
 import { ASTRONAUT, optimiseEach, PHOTOGRAPHS, reconstructionConfig, RELEASED_PRESET, targetReport, TargetConfig, TargetReport, withTarget } from "./reconstruction";
@@ -81,19 +81,7 @@ const last = (xs: number[]) => xs[xs.length - 1];
  * per step of its whole batch (figures/05_pairs.csv: what the statistics and the Result read).
  */
 export function pairRows(r: AblationResult): Row[] {
-  return r.runs.flatMap((x) =>
-    r.rows.map((row, k) => ({
-      variant: x.spec.label,
-      ops: opsText(x.spec),
-      image: imageName(row.image),
-      seed: row.seed,
-      steps: x.steps,
-      "PSNR (dB)": last(x.psnr[k]),
-      LatentLPIPS: last(x.latentLpips[k]),
-      LPIPS: x.finalLpips[k],
-      "batch ms/step": Math.round(x.msPerStep * 10) / 10,
-    })),
-  );
+  return pairTable(r.runs, r.rows, (spec) => ({ ops: opsText(spec) }));
 }
 
 /** Every evaluation of every variant and problem (figures/05_curves.csv). */

@@ -1,7 +1,7 @@
 import { HostTensor } from "../io/host_tensor";
 import { Figure, lineFigure, Panel, panelFigure } from "../viz/plot";
 import { Row } from "../viz/table";
-import { avg, formatDifference, groupBy, imageName, NO_AUGMENTATION, pairedDifference, releasedOps, sdOf, side, signed, variantWithOps } from "./ablation_stats";
+import { avg, formatDifference, groupBy, imageName, NO_AUGMENTATION, pairedDifference, pairTable, releasedOps, sdOf, side, signed, variantWithOps } from "./ablation_stats";
 import { Claim, committedTable, committedTableIfAny, numberIn } from "./claims";
 import { LossRun, LossSpec } from "./latent_optimisation";
 import { DEFAULT_LOSSES, ReconstructionResult, RELEASED_PRESET, SpreadResult, TargetConfig } from "./reconstruction";
@@ -191,19 +191,7 @@ const PIXEL = () => lossLabel("lpips");
  * of one step of the loss's whole batch. The columns of notebook 05's pairs, so its paired statistics read it.
  */
 export function spreadRows(r: SpreadResult): Row[] {
-  return r.runs.flatMap((x) =>
-    r.rows.map((row, k) => ({
-      variant: x.spec.label,
-      kind: x.spec.kind,
-      image: imageName(row.image),
-      seed: row.seed,
-      steps: x.steps,
-      "PSNR (dB)": last(x.psnr[k]),
-      LatentLPIPS: last(x.latentLpips[k]),
-      LPIPS: x.finalLpips[k],
-      "batch ms/step": Math.round(x.msPerStep * 10) / 10,
-    })),
-  );
+  return pairTable(r.runs, r.rows, (spec) => ({ kind: spec.kind }));
 }
 
 /** Every evaluation of every loss and problem of the spread (figures/01_spread_curves.csv). */
