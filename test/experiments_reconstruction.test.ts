@@ -14,7 +14,9 @@ import { STANDIN_WIDTH } from "../lib/perceptual/standins";
 import { taef2Codec } from "../lib/nn/latent_codec";
 import { variantLoss } from "../lib/experiments/augmentation_ablation";
 import { LOSS_KINDS, optimiseLatent, OptimiseContext } from "../lib/experiments/latent_optimisation";
-import { reconstructionConfig, run } from "../lib/experiments/reconstruction";
+import { reconstructionConfig, run, runSpread } from "../lib/experiments/reconstruction";
+import { claims, spreadRows, spreadSummary } from "../lib/experiments/reconstruction_report";
+import { Row } from "../lib/viz/table";
 import { disposeTarget, loadTarget, PerceptualNets } from "../lib/experiments/reconstruction_eval";
 
 // The experiment's mechanics, not the stand-ins' quality: the nets have the stand-ins' architecture with random
@@ -159,4 +161,56 @@ test("rows of a batch are independent problems: each ends where it would alone, 
   disposeTarget(batch);
   codec.dispose();
   disposeNets(nets);
+});
+
+test("the spread runs the three routes on every problem from the main run's start; its first row is the main run's problem", async () => {
+  const config = reconstructionConfig("smoke");
+  assert.deepEqual(config.spread.losses.map((l) => l.kind).sort(), ["e-latent-lpips", "latent-lpips", "lpips"]);
+  assert.equal(config.spread.images[0], config.images[0]);
+  const nets = randomNets(config.l1);
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), "d2g-spread-"));
+  const before = tf.memory().numTensors;
+  const main = await run(config, nets, base);
+  const afterMain = tf.memory().numTensors;
+  const s = await runSpread(config, nets, base);
+  assert.equal(tf.memory().numTensors, afterMain, "runSpread disposes everything it made");
+  assert.ok(afterMain >= before);
+  assert.ok(fs.existsSync(path.join(base, "spread")), "its units live under spread/");
+  const problems = config.spread.images.length * config.spread.seeds.length;
+  assert.equal(s.rows.length, problems);
+  for (const x of s.runs) {
+    const alone = main.runs.find((r) => r.spec.label === x.spec.label)!;
+    assert.equal(x.psnr.length, problems);
+    for (const [i, v] of alone.psnr[0].entries()) assert.ok(Math.abs(v - x.psnr[0][i]) < 0.01, `${x.spec.label} eval ${i}: main run ${v} dB, spread row 0 ${x.psnr[0][i]} dB`);
+  }
+  const rows = spreadRows(s);
+  assert.equal(rows.length, problems * s.runs.length);
+  assert.deepEqual(Object.keys(rows[0]), ["variant", "kind", "image", "seed", "steps", "PSNR (dB)", "LatentLPIPS", "LPIPS", "batch ms/step"]);
+  const summary = spreadSummary(rows);
+  assert.equal(summary.length, 3);
+  assert.equal(summary.find((r) => r.loss === "E-LatentLPIPS (bg)")!["interval against 0"], "");
+  const again = await runSpread(config, nets, base);
+  assert.ok(again.runs.every((x) => x.resumedFrom === x.steps), "a rerun reads the spread back");
+  disposeNets(nets);
+  fs.rmSync(base, { recursive: true });
+});
+
+test("notebook 01's second claim is decided by the whole interval over photographs against -1 dB", () => {
+  const summary: Row[] = [
+    ["LatentLPIPS", 12], ["E-LatentLPIPS (bg)", 17], ["LPIPS (decode)", 18],
+  ].map(([loss, psnr]) => ({ loss, steps: 1500, "PSNR (dB)": psnr, "ms/step": loss === "LPIPS (decode)" ? 300 : 25 }));
+  const spread = (gaps: number[], pixelSteps = 1500): Row[] =>
+    gaps.flatMap((g, k) => [
+      { variant: "E-LatentLPIPS (bg)", image: `p${k}`, seed: 0, steps: 1500, "PSNR (dB)": 20 + g, "batch ms/step": 60 },
+      { variant: "LPIPS (decode)", image: `p${k}`, seed: 0, steps: pixelSteps, "PSNR (dB)": 20, "batch ms/step": 1200 },
+    ]);
+  const second = (rows?: Row[]) => claims({ summary, spread: rows })[1];
+  assert.equal(second(spread([-0.2, -0.3, -0.25, -0.35])).verdict, "held");
+  assert.equal(second(spread([-2.2, -2.3, -2.25, -2.35])).verdict, "did not hold");
+  const wide = second(spread([-3, 1, -2, 0.5]));
+  assert.equal(wide.verdict, "not tested");
+  assert.match(wide.why!, /both sides of -1 dB/);
+  assert.equal(second(spread([-0.2, -0.3], 100)).verdict, "not tested", "fewer pixel steps decide nothing");
+  assert.match(second(spread([-0.2, -0.3, -0.25, -0.35])).ours, /20\.0x/);
+  assert.equal(second(undefined).verdict, "not tested", "without a spread, one problem decides nothing");
 });

@@ -32,9 +32,9 @@ import { evaluate, ImageDataset } from "../metrics/evaluate";
 import { loadStandinLpips } from "../perceptual/standins";
 import { armById, armConfig, CONFIGS } from "../experiments/cifar10_convergence";
 import { cifarLabelled, classCycledSamples, loadCifarTeacher, TEACHER_TRAININGS, teacherSamples } from "../experiments/cifar10_teacher";
-import { ABLATION_IMAGES, ablationConfig } from "../experiments/augmentation_ablation";
+import { ablationConfig } from "../experiments/augmentation_ablation";
 import { LossSpec, optimiseLatent, OptimiseContext } from "../experiments/latent_optimisation";
-import { reconstructionConfig, withTarget } from "../experiments/reconstruction";
+import { PHOTOGRAPHS, reconstructionConfig, withTarget } from "../experiments/reconstruction";
 import { decodeClipped, loadPerceptualNets, noiseProbes } from "../experiments/reconstruction_eval";
 import { clipPreprocess } from "../data/clip_image";
 import { ClipTokenizer } from "../data/clip_tokenizer";
@@ -83,7 +83,7 @@ async function reconstruction(): Promise<string[]> {
   }
   // notebook 05: every (photograph, seed) of a variant in one batch
   const cpu = ablationConfig("cpu");
-  const batches: Array<[string[], number[]]> = [[ABLATION_IMAGES.slice(0, 1), [0]], [ABLATION_IMAGES, [0]], [ABLATION_IMAGES, [0, 1, 2]]];
+  const batches: Array<[string[], number[]]> = [[PHOTOGRAPHS.slice(0, 1), [0]], [PHOTOGRAPHS, [0]], [PHOTOGRAPHS, [0, 1, 2]]];
   const perBatch: string[] = [];
   for (const [images, seeds] of batches) {
     await withTarget({ ...cpu, images, seeds }, undefined, async (ctx) => {

@@ -2,7 +2,9 @@ import { meanInterval, MeanInterval } from "../metrics/confidence";
 import { AUGMENT_PRESETS, resolveOps } from "../perceptual/augment";
 import { Row } from "../viz/table";
 import { numberIn } from "./claims";
+import { LossRun, LossSpec } from "./latent_optimisation";
 import { RELEASED_PRESET } from "./reconstruction";
+import { TargetRow } from "./reconstruction_eval";
 
 // The statistics of an augmentation ablation (notebook 05), computed from its table of pairs: one row per variant
 // and (photograph, seed) with the final PSNR. Every variant ran the same problems from the same start latents, so
@@ -15,6 +17,31 @@ export const NO_AUGMENTATION = "none (LatentLPIPS)";
 
 /** The released preset's ops as the ops column writes them. */
 export const releasedOps = () => resolveOps(RELEASED_PRESET).join("+");
+
+/** "images/kodak/kodim04.png" -> "kodim04": the image column of the tables. */
+export const imageName = (file: string) => file.replace(/^.*\//, "").replace(/\.[^.]+$/, "");
+
+const last = (xs: number[]) => xs[xs.length - 1];
+
+/**
+ * The table of pairs: one row per run and (photograph, seed) with the final PSNR, LatentLPIPS and pixel LPIPS, and
+ * the time of one step of the run's whole batch; `describe` adds columns naming the run's loss after `variant`.
+ */
+export function pairTable(runs: LossRun[], problems: TargetRow[], describe: (spec: LossSpec) => Row): Row[] {
+  return runs.flatMap((x) =>
+    problems.map((row, k) => ({
+      variant: x.spec.label,
+      ...describe(x.spec),
+      image: imageName(row.image),
+      seed: row.seed,
+      steps: x.steps,
+      "PSNR (dB)": last(x.psnr[k]),
+      LatentLPIPS: last(x.latentLpips[k]),
+      LPIPS: x.finalLpips[k],
+      "batch ms/step": Math.round(x.msPerStep * 10) / 10,
+    })),
+  );
+}
 
 const psnrOf = (r: Row, table: string) => numberIn(r, "PSNR (dB)", table);
 export const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;

@@ -1,13 +1,12 @@
-import * as path from "path";
 import { runDir } from "../core/paths";
 import { HostTensor } from "../io/host_tensor";
 import { resolveOps } from "../perceptual/augment";
 import { Figure, Interval, intervalFigure, Panel, panelFigure, Series } from "../viz/plot";
 import { Row } from "../viz/table";
-import { avg, findings, formatDifference, groupBy, NO_AUGMENTATION, PairedDifference, pairedDifference, releasedOps, sdOf, side, variantStats, VariantStats, variantWithOps } from "./ablation_stats";
+import { avg, findings, formatDifference, groupBy, imageName, NO_AUGMENTATION, pairTable, PairedDifference, pairedDifference, releasedOps, sdOf, side, variantStats, VariantStats, variantWithOps } from "./ablation_stats";
 import { Claim, committedTableIfAny, numberIn } from "./claims";
 import { LossRun, LossSpec } from "./latent_optimisation";
-import { ASTRONAUT, optimiseEach, reconstructionConfig, RELEASED_PRESET, targetReport, TargetConfig, TargetReport, withTarget } from "./reconstruction";
+import { ASTRONAUT, optimiseEach, PHOTOGRAPHS, reconstructionConfig, RELEASED_PRESET, targetReport, TargetConfig, TargetReport, withTarget } from "./reconstruction";
 import { PerceptualNets } from "./reconstruction_eval";
 import { subtitle } from "./reconstruction_report";
 import { byScale, currentScale, Scale } from "./scale";
@@ -25,23 +24,19 @@ export type Variants = Record<string, readonly string[]>;
 
 export type AblationConfig = TargetConfig;
 
-/** The astronaut of notebook 01 and five Kodak photographs of different content: facades, a landscape with water,
- * parrots, a face, an aeroplane on sky (the cpu scale takes the first four). */
-export const ABLATION_IMAGES = [ASTRONAUT, ...["08", "13", "23", "04", "20"].map((k) => `images/kodak/kodim${k}.png`)];
-
 function shared(scale: Scale): TargetConfig {
-  const { losses, probeSigmas, ...rest } = reconstructionConfig(scale);
+  const { losses, probeSigmas, spread, ...rest } = reconstructionConfig(scale);
   return rest;
 }
 
 export const ABLATION_CONFIGS: Record<Scale, AblationConfig> = {
-  smoke: { ...shared("smoke"), images: [ASTRONAUT, ABLATION_IMAGES[1]], seeds: [0, 1], steps: 3 },
+  smoke: { ...shared("smoke"), images: [ASTRONAUT, PHOTOGRAPHS[1]], seeds: [0, 1], steps: 3 },
   // 4 photographs x 3 seeds = 12 problems per variant, one batch; a fixed budget of 1,500 steps with the learning
   // rate annealed to zero, notebook 01's size and schedule. Sized to the 2-core machine: a 12-row E-LatentLPIPS
   // step at 128 px took ~0.19 s (18 rows: ~0.4 s), so 8 variants x 1,500 steps take about 40 minutes; 6
   // photographs or 2,000 steps would double or add a third. lib/experiments/plan.ts gives the time.
-  cpu: { ...shared("cpu"), images: ABLATION_IMAGES.slice(0, 4), seeds: [0, 1, 2], size: 128, steps: 1500, evalEvery: 100, ckptEvery: 50 },
-  paper: { ...shared("paper"), images: ABLATION_IMAGES, seeds: [0, 1, 2] },
+  cpu: { ...shared("cpu"), images: PHOTOGRAPHS.slice(0, 4), seeds: [0, 1, 2], size: 128, steps: 1500, evalEvery: 100, ckptEvery: 50 },
+  paper: { ...shared("paper"), images: PHOTOGRAPHS, seeds: [0, 1, 2] },
 };
 
 export function ablationConfig(scale: Scale = currentScale()): AblationConfig {
@@ -79,8 +74,6 @@ function opsText(spec: LossSpec): string {
   return spec.augment === undefined ? NO_AUGMENTATION : resolveOps(spec.augment).join("+");
 }
 
-/** "images/kodak/kodim04.png" -> "kodim04". */
-const imageName = (file: string) => path.basename(file).replace(/\.[^.]+$/, "");
 const last = (xs: number[]) => xs[xs.length - 1];
 
 /**
@@ -88,19 +81,7 @@ const last = (xs: number[]) => xs[xs.length - 1];
  * per step of its whole batch (figures/05_pairs.csv: what the statistics and the Result read).
  */
 export function pairRows(r: AblationResult): Row[] {
-  return r.runs.flatMap((x) =>
-    r.rows.map((row, k) => ({
-      variant: x.spec.label,
-      ops: opsText(x.spec),
-      image: imageName(row.image),
-      seed: row.seed,
-      steps: x.steps,
-      "PSNR (dB)": last(x.psnr[k]),
-      LatentLPIPS: last(x.latentLpips[k]),
-      LPIPS: x.finalLpips[k],
-      "batch ms/step": Math.round(x.msPerStep * 10) / 10,
-    })),
-  );
+  return pairTable(r.runs, r.rows, (spec) => ({ ops: opsText(spec) }));
 }
 
 /** Every evaluation of every variant and problem (figures/05_curves.csv). */

@@ -78,6 +78,12 @@ export const COSTS = {
    * 0.055 at 64 px).
    */
   batchRowFraction: (sizePx: number) => Math.min(1, perLatentPixel([[128, 0.56]])(sizePx)),
+  /**
+   * The same for a pixel-LPIPS step (decode + VGG16 forward and backward), which does not batch: at 128 px, 4 rows
+   * took 2,032 ms and 12 rows 5,468 ms a step (2026-11-30 15:34 UTC, beside a teacher's training), 430 ms per further
+   * row against about 450 ms for one row under that load.
+   */
+  pixelBatchRowFraction: 1,
   /** Tiny convnet of notebook 00: ms per image and step at width 16 (figures/00_summary.csv: 13.3 ms at batch 32). */
   environmentImageStepMs: 13.3 / 32,
   // Notebook 02 at its cpu settings (16x16 stand-in teacher, batch 32, LPIPS at 32 px, FID-C10 of 500 samples
@@ -166,20 +172,26 @@ function environmentPlan(scale: Scale): Estimate {
 /** Adam steps on a batch of `rows` problems plus the evaluations (of every row) at step 0, every evalEvery steps and at the end. */
 function optimisationS(kind: LossKind, steps: number, size: number, evalEvery: number, rows = 1): number {
   const evals = 1 + Math.floor(steps / evalEvery) + (steps % evalEvery === 0 ? 0 : 1);
-  const stepMs = COSTS.reconstructionStepMs[kind](size) * (1 + (rows - 1) * COSTS.batchRowFraction(size));
+  const fraction = kind === "lpips" ? COSTS.pixelBatchRowFraction : COSTS.batchRowFraction(size);
+  const stepMs = COSTS.reconstructionStepMs[kind](size) * (1 + (rows - 1) * fraction);
   return (steps * stepMs + evals * rows * COSTS.reconstructionEvalMs(size)) / 1000;
 }
 
 function reconstructionPlan(scale: Scale): Estimate {
   const c = RECONSTRUCTION_CONFIGS[scale];
   const byLoss = c.losses.map((l) => ({ label: l.label, kind: l.kind, steps: l.steps ?? c.steps }));
+  const rows = c.spread.images.length * c.spread.seeds.length;
   const counts = [...new Set(byLoss.map((l) => l.steps))].map((n) => `${plural(byLoss.filter((l) => l.steps === n).length, "loss", "losses")} x ${n} steps`);
   return {
-    summary: `${counts.join(" + ")} at ${c.size} px, ${plural(c.probeSigmas.length, "noise probe")}`,
+    summary: `${counts.join(" + ")} at ${c.size} px, ${plural(c.probeSigmas.length, "noise probe")}, the spread on ${plural(rows, "problem")}`,
     parts: [
       fixed("01_latent_lpips_reconstruction"),
       ...byLoss.map((l) => ({ what: `${l.label}: ${l.steps} steps at ${c.size} px`, seconds: optimisationS(l.kind, l.steps, c.size, c.evalEvery) })),
       { what: plural(c.probeSigmas.length, "noise probe"), seconds: (c.probeSigmas.length * (COSTS.reconstructionEvalMs(c.size) + COSTS.reconstructionStepMs.lpips(c.size) / 3)) / 1000 },
+      ...c.spread.losses.map((l) => ({
+        what: `spread, ${l.label}: ${plural(rows, "problem")} x ${l.steps ?? c.steps} steps`,
+        seconds: optimisationS(l.kind, l.steps ?? c.steps, c.size, c.evalEvery, rows),
+      })),
     ],
   };
 }

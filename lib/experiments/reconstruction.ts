@@ -37,6 +37,15 @@ export interface ReconstructionConfig extends TargetConfig {
   losses: LossSpec[];
   /** Noise levels of the yardstick: the distances of target + sigma * N(0, 1) latents to the target. */
   probeSigmas: number[];
+  /** The spread of the comparison: the same settings on several photographs (runSpread). */
+  spread: SpreadConfig;
+}
+
+/** Notebook 01's comparison repeated on several (photograph, seed) problems, all rows of one batch per loss. */
+export interface SpreadConfig {
+  images: string[];
+  seeds: number[];
+  losses: LossSpec[];
 }
 
 /** The released default preset, and the one PAPER.md's note names for distillation ("geometric + cutout"). */
@@ -54,19 +63,31 @@ export const DEFAULT_LOSSES: LossSpec[] = [
 /** The photograph of notebook 01 (scikit-image's astronaut, as in the authors' overfitting experiment's README). */
 export const ASTRONAUT = "images/skimage/astronaut.png";
 
+/** The astronaut and five Kodak photographs of different content: facades, a landscape with water, parrots, a face,
+ * an aeroplane on sky. Notebook 05 and notebook 01's spread take the first four at cpu scale. */
+export const PHOTOGRAPHS = [ASTRONAUT, ...["08", "13", "23", "04", "20"].map((k) => `images/kodak/kodim${k}.png`)];
+
+/** The three routes of the paper's Fig. 2: plain LatentLPIPS, E-LatentLPIPS (released preset), LPIPS through the decoder. */
+export const SPREAD_LOSSES: LossSpec[] = DEFAULT_LOSSES.filter((l) => l.kind === "latent-lpips" || l.kind === "lpips" || l.augment === RELEASED_PRESET);
+
 const BASE = { images: [ASTRONAUT], seeds: [0], lr: 1e-2, lrDecay: "none" as const, initStd: 1, l1: false, augment: {}, losses: DEFAULT_LOSSES, probeSigmas: [0.05, 0.1, 0.2, 0.4, 0.8] };
+// One seed per photograph: a pixel-LPIPS step does not batch (each further row costs about one more step: 2.0 s for
+// 4 rows at 128 px, 5.5 s for 12, with another run beside it), and notebook 05 measured the seed-to-seed spread of
+// the paired differences at 0.1-0.5 dB against 1.6-4.1 dB between photographs: the photographs are the replicates.
+const spread = (images: string[]): SpreadConfig => ({ images, seeds: [0], losses: SPREAD_LOSSES });
 
 export const RECONSTRUCTION_CONFIGS: Record<Scale, ReconstructionConfig> = {
-  smoke: { ...BASE, size: 64, steps: 6, evalEvery: 3, ckptEvery: 3 },
+  smoke: { ...BASE, size: 64, steps: 6, evalEvery: 3, ckptEvery: 3, spread: spread(PHOTOGRAPHS.slice(0, 2)) },
   // E-LatentLPIPS needs steps: at 128 px, 300 steps left it at 10.4 dB (LatentLPIPS 9.9), 2,000 at 20.2 dB
   // (LatentLPIPS 12.3). Every loss gets the same 1,500 steps, pixel LPIPS too, so that its row answers "how close
   // does E-LatentLPIPS come to LPIPS through the decoder". That sets the size: a pixel-LPIPS step (TAEF2 decode +
   // VGG16, forward and backward) took 2.2 s at 256 px on two cores (1,500 of them: 55 minutes) and 0.56 s at 128 px
   // (about 12x an E-LatentLPIPS step at either size), so the cpu scale runs at 128 px, the size of notebook 05,
   // whose astronaut/seed-0 problem is this notebook's.
-  cpu: { ...BASE, size: 128, steps: 1500, lr: 3e-2, lrDecay: "cosine", evalEvery: 100, ckptEvery: 50 },
+  // The spread runs notebook 05's four photographs (seed 0: its problems, so its committed rows pair with these).
+  cpu: { ...BASE, size: 128, steps: 1500, lr: 3e-2, lrDecay: "cosine", evalEvery: 100, ckptEvery: 50, spread: spread(PHOTOGRAPHS.slice(0, 4)) },
   // overfitting_exp.py: 512 px, 15000 Adam steps at lr 1e-2
-  paper: { ...BASE, size: 512, steps: 15000, evalEvery: 250, ckptEvery: 500 },
+  paper: { ...BASE, size: 512, steps: 15000, evalEvery: 250, ckptEvery: 500, spread: spread(PHOTOGRAPHS) },
 };
 
 export function reconstructionConfig(scale: Scale = currentScale()): ReconstructionConfig {
@@ -167,7 +188,7 @@ export async function optimiseEach(ctx: OptimiseContext, config: TargetConfig, s
  * stand-ins; `base` is where the runs keep their checkpoints (default runs/<scale>/reconstruction/).
  */
 export async function run(config: ReconstructionConfig = reconstructionConfig(), nets?: PerceptualNets, base = runDir(currentScale(), "reconstruction")): Promise<ReconstructionResult> {
-  const { losses, ...shared } = config;
+  const { losses, spread, ...shared } = config;
   // one photograph from one seed: the tables and figures of notebook 01 show single runs (notebook 05 runs several)
   if (config.images.length * config.seeds.length !== 1) throw new Error(`reconstruction: notebook 01 reconstructs one image from one seed; the config has ${config.images.length} images and ${config.seeds.length} seeds (the batch of several is lib/experiments/augmentation_ablation.ts)`);
   return withTarget(shared, nets, async (ctx) => {
@@ -176,5 +197,25 @@ export async function run(config: ReconstructionConfig = reconstructionConfig(),
     const probeKey = settingsKey({ images, size, seeds, l1, weights, probeSigmas, trunks: [ctx.nets.latentTrunk, ctx.nets.lpipsTrunk] });
     const probes = await cachedResult(path.join(base, `noise-probes-${probeKey}.json`), () => noiseProbes(ctx, probeSigmas, seeds[0]));
     return { config, codec: ctx.codec.name, ...(await targetReport(ctx)), runs, probes };
+  });
+}
+
+export interface SpreadResult extends TargetReport {
+  config: ReconstructionConfig;
+  /** One run per loss of config.spread, each over every (photograph, seed) row. */
+  runs: LossRun[];
+}
+
+/**
+ * The spread of notebook 01's comparison: config.spread's losses on its photographs and seeds at the notebook's size
+ * and settings, every problem a row of one batch per loss, from the same start latents (the first row is the main
+ * run's problem and ends where the main run ends). Units under `base`/spread, resumable like run()'s.
+ */
+export async function runSpread(config: ReconstructionConfig = reconstructionConfig(), nets?: PerceptualNets, base = runDir(currentScale(), "reconstruction")): Promise<SpreadResult> {
+  const { losses, spread, probeSigmas, ...shared } = config;
+  const target: TargetConfig = { ...shared, images: spread.images, seeds: spread.seeds };
+  return withTarget(target, nets, async (ctx) => {
+    const runs = await optimiseEach(ctx, target, spread.losses, path.join(base, "spread"), "spread");
+    return { config, ...(await targetReport(ctx)), runs };
   });
 }
