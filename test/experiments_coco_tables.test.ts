@@ -8,7 +8,7 @@ import { generateUNet2D } from "../lib/distill/generator";
 import { clipTokenCondition } from "../lib/distill/ode_pairs";
 import * as os from "os";
 import { StableDiffusion } from "../lib/diffusion/sd_pipeline";
-import { claims, COCO_TABLES_CONFIGS, computeRows, frozenStudent, MeasuredRow, NF, PAPER_TABLE1, PAPER_TABLE2, sd15Generators, sd15Missing, Sd15TablesConfig, table1Rows, table2Rows, WORLD_DIFFERENCES } from "../lib/experiments/coco_tables";
+import { claims, COCO_TABLES_CONFIGS, computeRows, fidFloor, frozenStudent, MeasuredRow, NF, noiseFloorRows, PAPER_TABLE1, PAPER_TABLE2, sd15Generators, sd15Missing, Sd15TablesConfig, table1Rows, table2Rows, WORLD_DIFFERENCES } from "../lib/experiments/coco_tables";
 import { FeatureNet } from "../lib/metrics/feature_net";
 import { evaluateT2i } from "../lib/metrics/t2i_eval";
 import { SCHEDULER, tinyTextEncoder, tinyUNet, tokenRow } from "./t2i_tiny";
@@ -56,6 +56,22 @@ test("Table 1: our rows beside the paper row each measures, the paper-only rows 
   const worse = claims({ table1: table1Rows([rows[0], rows[1], { ...rows[3], eval: { ...rows[3].eval, fid: 45 } }], WORLD_DIFFERENCES) });
   assert.deepEqual(worse.map((c) => c.verdict), ["did not hold", "did not hold", "held"]);
   assert.ok(claims({}).every((c) => c.verdict === "not tested"));
+  // a few-step row 0.5 worse than the student: beaten without a floor, within a floor of 1
+  const near = table1Rows([rows[0], { ...rows[1], eval: { ...rows[1].eval, fid: 11.4 } }, rows[3]], WORLD_DIFFERENCES);
+  assert.equal(claims({ table1: near })[1].verdict, "held");
+  const floor = noiseFloorRows({ rows, floor: { ...rows[3], id: "student-ladder-5-floor", eval: { ...rows[3].eval, fid: 11.3, clipScore: 0.31 } } }, [{ metric: "FID-wCLIP", "full recipe: seed spread": 0.2 }]);
+  assert.deepEqual(floor.map((r) => r["evaluation noise |difference|"]), [0.4, 0.01]);
+  assert.equal(floor[0]["training-seed spread (03b, 200 captions)"], 0.2);
+  assert.equal(floor[1]["training-seed spread (03b, 200 captions)"], null);
+  assert.equal(fidFloor(floor), 0.4);
+  assert.equal(fidFloor([{ ...floor[0], "training-seed spread (03b, 200 captions)": 3.45 }]), 3.45);
+  const within = claims({ table1: near, floor: [{ ...floor[0], "training-seed spread (03b, 200 captions)": 1 }] })[1];
+  assert.equal(within.verdict, "did not hold");
+  assert.match(within.why!, /within the noise floor/);
+  assert.match(within.ours, /noise floor 1 /);
+  const beaten = claims({ table1: table1Rows([rows[0], { ...rows[1], eval: { ...rows[1].eval, fid: 9 } }, rows[3]], WORLD_DIFFERENCES), floor })[1];
+  assert.match(beaten.why!, /teacher, DDIM 2, guidance 8 beats the student beyond the floor/);
+  assert.throws(() => noiseFloorRows({ rows: rows.slice(0, 2), floor: { ...rows[3], id: "student-ladder-5-floor" } }), /has no row it repeats/);
   assert.throws(() => claims({ table1: [{ model: "ours: teacher, DDIM 50", NFE: 100 }] }), /needs an FID column/);
 });
 

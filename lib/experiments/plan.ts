@@ -355,12 +355,13 @@ function cocoTablesPlan(scale: Scale): Estimate {
   const imageMs = COSTS.cocoOrtDecodeMs + COSTS.worldImageScoreMs;
   const sampleS = (c.prompts * (rows.reduce((a, s) => a + nfe(s), 0) + 2) * COSTS.cocoOrtEvalMs + (rows.length + 2) * c.prompts * imageMs) / 1000;
   const lat = (evals: number, reps: number) => ((reps + 1) * evals * (COSTS.cocoBatch1EvalMs.tfjs + COSTS.cocoBatch1EvalMs.onnxruntime)) / 1000;
-  const latencyS = rows.reduce((a, s) => a + lat(nfe(s), s >= 10 ? c.latency.teacherReps : c.latency.reps), 0) + 2 * lat(1, c.latency.reps);
+  const latencyS = rows.reduce((a, s) => a + lat(nfe(s), s >= 10 ? c.latency.teacherReps : c.latency.reps), 0) + 3 * lat(1, c.latency.reps);
   const parts: PlanPart[] = [
     fixed("04_coco_tables"),
     { what: `the judges' reference (${d.evaluation.reference} rendered test scenes)`, seconds: (d.evaluation.reference * COSTS.worldImageScoreMs) / 1000 },
     { what: `${c.prompts} test captions through ${rows.length} teacher rows (DDIM ${rows.join(", ")}, guidance ${c.guidance}) and 2 students, on onnxruntime`, seconds: sampleS },
     { what: `latency at batch 1 on tfjs and onnxruntime (median of ${c.latency.reps}; ${c.latency.teacherReps} for the ${c.teacherSteps}-step teacher)`, seconds: latencyS },
+    { what: `the noise floor: the full-recipe student on ${c.prompts} captions again, other noise`, seconds: (c.prompts * (COSTS.cocoOrtEvalMs + imageMs)) / 1000 },
   ];
   const arms = HEADLINE_RUNGS.map((k) => `ladder-${k}`);
   return { summary: `the world's teacher at DDIM ${rows.join(", ")} and notebook 03b's students (${arms.join(", ")}; 03b trains them) on ${c.prompts} test captions, with latency`, parts };
