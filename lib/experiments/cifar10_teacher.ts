@@ -45,6 +45,7 @@ export const TEACHER_TRAININGS = {
    * The same network on 20,000 steps of 32 (640,000 images, 13 epochs, 11x the short one's), the EMA half-life
    * EDM's default fraction of that: sized to about 50 minutes at the 0.15 s a step measured on the 2-core machine
    * (lib/experiments/plan.ts, COSTS.cifarTeacherStepS). Checkpoints every 500 steps, so it resumes where stopped.
+   * The committed run: 0.20 s a step beside another notebook, FID-C10 2.57 (environment.md).
    */
   long: { ...EDM_TRAIN_DEFAULTS, net: CIFAR16_TEACHER_NET, batch: 32, steps: 20_000, lr: 1e-3, lrRampupSteps: 200, emaHalflifeImages: 50_000, ckptEvery: 500 },
 } satisfies Record<string, EdmTrainConfig>;
