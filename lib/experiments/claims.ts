@@ -8,7 +8,8 @@ import { readTable, Row, tableMarkdown } from "../viz/table";
 // the committed tables rather than the run in memory makes the section the same for every reader, whatever scale
 // they just ran.
 
-export type Verdict = "held" | "did not hold" | "not tested";
+/** "undecided": the experiment ran, but its spread reaches both sides of the claim's bound. */
+export type Verdict = "held" | "did not hold" | "undecided" | "not tested";
 
 export interface Claim {
   claim: string;
