@@ -10,6 +10,7 @@ import {
   augmentPair,
   geometricMatrix,
   resolveOps,
+  sameOps,
   sampleAugment,
 } from "../lib/perceptual/augment";
 
@@ -200,6 +201,8 @@ test("ops and presets resolve, and an unknown name is an error listing the valid
   assert.deepEqual(resolveOps("co"), ["brightness", "contrast", "saturation", "cutout"]);
   assert.deepEqual(resolveOps(["cutout", "xflip", "g"]), ["xflip", "scale", "rotate", "aniso", "xfrac", "cutout"]);
   assert.throws(() => resolveOps(["xflip", "hue"]), /unknown augmentation "hue".*xflip, rotate90.*presets: b, g, c, o/);
+  assert.ok(sameOps("bg", ["g", "b"]) && sameOps(["bg", "o"], ["cutout", "bg"]) && sameOps([], []));
+  assert.ok(!sameOps("bg", ["bg", "o"]) && !sameOps([], "b"));
   assert.throws(() => new Augment({}, 2).apply(tf.zeros([3, 4, 4, 1]) as tf.Tensor4D), /batch 2/);
 });
 

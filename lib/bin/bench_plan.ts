@@ -160,15 +160,15 @@ async function cifar(): Promise<string[]> {
       if (a.method !== "Diffusion2GAN") throw new Error(`${id}: not a Diffusion2GAN arm`);
       return a.d2g;
     };
-    const d2g = async (id: string, regression: string, regressionSteps: number, ganSteps: number) => {
-      const out = await trainDiffusion2Gan({ cfg: { ...d2gCfg(id), regressionSteps, ganSteps, ckptEvery: 1e9 }, teacher, pairs, regression: regressionLoss(regression, { lpips: lpips.lpips, lpipsSize: cfg.lpipsSize }) });
+    const d2g = async (id: string, regressionSteps: number, ganSteps: number) => {
+      const out = await trainDiffusion2Gan({ cfg: { ...d2gCfg(id), regressionSteps, ganSteps, ckptEvery: 1e9 }, teacher, pairs, regression: regressionLoss(armById(id).loss, { lpips: lpips.lpips, lpipsSize: cfg.lpipsSize }) });
       out.generator.dispose();
       return out.result.secondsPerStep;
     };
-    const regS = await d2g("d2g-lpips", "lpips", STEPS, 0);
-    const mseS = await d2g("d2g-mse", "mse", STEPS, 0);
-    const huberS = await d2g("d2g-pseudo-huber", "pseudo-huber", STEPS, 0);
-    const ganS = await d2g("d2g-lpips-gan", "lpips", 0, STEPS);
+    const regS = await d2g("d2g-lpips", STEPS, 0);
+    const mseS = await d2g("d2g-mse", STEPS, 0);
+    const huberS = await d2g("d2g-pseudo-huber", STEPS, 0);
+    const ganS = await d2g("d2g-lpips-gan", 0, STEPS);
     const cdArm = arm("cd");
     if (cdArm.method !== "CD") throw new Error("cd: not the CD arm");
     const cd = await trainConsistency({ cfg: { ...cdArm.cd, steps: STEPS, ckptEvery: 1e9 }, teacher, data: cifarLabelled(train, res as 16 | 32), distance: lpipsLoss });

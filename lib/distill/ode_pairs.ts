@@ -141,7 +141,6 @@ async function generateShards(dir: string, rec: PairRecord, teacher: PairTeacher
   progress.finish();
 }
 
-
 function shardIsComplete(file: string, rec: PairRecord, k: number): boolean {
   if (!fs.existsSync(file)) return false;
   const { metadata } = readSafetensors(file);
@@ -229,14 +228,9 @@ export class OdePairs<C extends tf.Tensor = tf.Tensor2D> {
       parts.c.push(tensors.c.data as Float32Array);
       parts.index.push(tensors.index.data as Int32Array);
     }
-    const idx = new Int32Array(m.count);
-    let o = 0;
-    for (const p of parts.index) {
-      idx.set(p, o);
-      o += p.length;
-    }
     const rows = (r: Float32Array, n: number) => tf.tensor2d(r, [n, m.cDim]) as tf.Tensor as C;
-    return new OdePairs<C>(m, concatHost(parts.z), concatHost(parts.x), concatHost(parts.c), idx, encode ?? rows);
+    const index = concatHost(parts.index, (n) => new Int32Array(n));
+    return new OdePairs<C>(m, concatHost(parts.z), concatHost(parts.x), concatHost(parts.c), index, encode ?? rows);
   }
 
   get size(): number {

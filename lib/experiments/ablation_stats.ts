@@ -43,6 +43,15 @@ export function pairTable(runs: LossRun[], problems: TargetRow[], describe: (spe
   );
 }
 
+/** Every evaluation of every run and (photograph, seed): PSNR and LatentLPIPS; `describe` as in pairTable. */
+export function curveTable(runs: LossRun[], problems: TargetRow[], describe: (spec: LossSpec) => Row): Row[] {
+  return runs.flatMap((x) =>
+    problems.flatMap((row, k) =>
+      x.evalSteps.map((step, i) => ({ variant: x.spec.label, ...describe(x.spec), image: imageName(row.image), seed: row.seed, step, "PSNR (dB)": x.psnr[k][i], LatentLPIPS: x.latentLpips[k][i] })),
+    ),
+  );
+}
+
 const psnrOf = (r: Row, table: string) => numberIn(r, "PSNR (dB)", table);
 export const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 export const sdOf = (xs: number[]) => (xs.length < 2 ? NaN : Math.sqrt(xs.reduce((s, v) => s + (v - avg(xs)) ** 2, 0) / (xs.length - 1)));

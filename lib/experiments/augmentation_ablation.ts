@@ -3,7 +3,7 @@ import { HostTensor } from "../io/host_tensor";
 import { resolveOps } from "../perceptual/augment";
 import { Figure, Interval, intervalFigure, Panel, panelFigure, Series } from "../viz/plot";
 import { Row } from "../viz/table";
-import { avg, findings, formatDifference, groupBy, imageName, NO_AUGMENTATION, pairTable, PairedDifference, pairedDifference, releasedOps, sdOf, side, variantStats, VariantStats, variantWithOps } from "./ablation_stats";
+import { avg, curveTable, findings, formatDifference, groupBy, imageName, NO_AUGMENTATION, pairTable, PairedDifference, pairedDifference, releasedOps, sdOf, side, variantStats, VariantStats, variantWithOps } from "./ablation_stats";
 import { Claim, committedTableIfAny, numberIn } from "./claims";
 import { LossRun, LossSpec } from "./latent_optimisation";
 import { ASTRONAUT, optimiseEach, PHOTOGRAPHS, reconstructionConfig, RELEASED_PRESET, targetReport, TargetConfig, TargetReport, withTarget } from "./reconstruction";
@@ -86,11 +86,7 @@ export function pairRows(r: AblationResult): Row[] {
 
 /** Every evaluation of every variant and problem (figures/05_curves.csv). */
 export function curveRows(r: AblationResult): Row[] {
-  return r.runs.flatMap((x) =>
-    r.rows.flatMap((row, k) =>
-      x.evalSteps.map((step, i) => ({ variant: x.spec.label, ops: opsText(x.spec), image: imageName(row.image), seed: row.seed, step, "PSNR (dB)": x.psnr[k][i], LatentLPIPS: x.latentLpips[k][i] })),
-    ),
-  );
+  return curveTable(r.runs, r.rows, (spec) => ({ ops: opsText(spec) }));
 }
 
 // ---- figures ----

@@ -1,7 +1,7 @@
 import { HostTensor } from "../io/host_tensor";
 import { Figure, lineFigure, Panel, panelFigure } from "../viz/plot";
 import { Row } from "../viz/table";
-import { avg, formatDifference, groupBy, imageName, NO_AUGMENTATION, pairedDifference, pairTable, releasedOps, sdOf, side, signed, variantWithOps } from "./ablation_stats";
+import { avg, curveTable, formatDifference, groupBy, NO_AUGMENTATION, pairedDifference, pairTable, releasedOps, sdOf, side, signed, variantWithOps } from "./ablation_stats";
 import { Claim, committedTable, committedTableIfAny, numberIn } from "./claims";
 import { LossRun, LossSpec } from "./latent_optimisation";
 import { DEFAULT_LOSSES, ReconstructionResult, RELEASED_PRESET, SpreadResult, TargetConfig } from "./reconstruction";
@@ -196,14 +196,12 @@ export function spreadRows(r: SpreadResult): Row[] {
 
 /** Every evaluation of every loss and problem of the spread (figures/01_spread_curves.csv). */
 export function spreadCurveRows(r: SpreadResult): Row[] {
-  return r.runs.flatMap((x) =>
-    r.rows.flatMap((row, k) => x.evalSteps.map((step, i) => ({ loss: x.spec.label, image: imageName(row.image), seed: row.seed, step, "PSNR (dB)": x.psnr[k][i] }))),
-  );
+  return curveTable(r.runs, r.rows, (spec) => ({ kind: spec.kind }));
 }
 
 /** PSNR over the optimisation per loss: mean over the problems, band +-1 sd over them (how much the photographs differ). */
 export function spreadFigure(rows: Row[], sub: string): Figure {
-  const series = [...groupBy(rows, (r) => String(r.loss)).entries()].map(([name, mine]) => {
+  const series = [...groupBy(rows, (r) => String(r.variant)).entries()].map(([name, mine]) => {
     const bySteps = [...groupBy(mine, (r) => String(r.step)).values()];
     const values = bySteps.map((g) => g.map((r) => Number(r["PSNR (dB)"])));
     const y = values.map(avg);

@@ -19,7 +19,7 @@ import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import { LatentCodec, taef2Codec } from "../nn/latent_codec";
 import { saveUNet2DConditionModel } from "../nn/sd/load";
 import { UNet2DConditionModel } from "../nn/sd/unet2d_condition";
-import { augmentPair, resolveOps } from "../perceptual/augment";
+import { augmentPair, resolveOps, sameOps } from "../perceptual/augment";
 import { cachedResult } from "../train/checkpoint";
 import { Figure, Interval, intervalFigure } from "../viz/plot";
 import { Row } from "../viz/table";
@@ -201,9 +201,8 @@ export function distillationArms(c: T2iDistillationConfig): Arm[] {
  * ablation's budget. A row equal to a regression-ablation arm is that arm (same training, read back).
  */
 export function augmentationArms(c: T2iDistillationConfig, regression = distillationArms(c).filter((a) => a.table === "regression")): Arm[] {
-  const same = (a: readonly string[], b: string | readonly string[]) => resolveOps(a).join() === resolveOps(b).join();
   const reused = (ops: readonly string[]) =>
-    ops.length === 0 ? regression.find((a) => a.cfg.regression === "latentlpips") : regression.find((a) => a.cfg.regression === "e-latentlpips" && same(ops, a.cfg.augment));
+    ops.length === 0 ? regression.find((a) => a.cfg.regression === "latentlpips") : regression.find((a) => a.cfg.regression === "e-latentlpips" && sameOps(ops, a.cfg.augment));
   return Object.entries(c.augmentations).map(([label, ops]): Arm => {
     const arm = reused(ops);
     if (arm) return { ...arm, row: label };
@@ -679,10 +678,9 @@ export function ladderRows(t: { teacher: TeacherRow; arms: ArmResult[] }, pairSt
 
 /** What the paper and the released code say of a preset, for the augmentation table. */
 function augmentationNote(ops: readonly string[], c: T2iDistillationConfig): string {
-  const is = (b: string | readonly string[]) => resolveOps(ops).join() === resolveOps(b).join();
   if (ops.length === 0) return "plain LatentLPIPS (the regression table's arm)";
-  if (is(c.recipe.augment)) return "elatentlpips' released default (the regression table's E-LatentLPIPS arm)";
-  if (is(PAPER_NOTE_PRESET)) return "geometric + cutout, our reading of the paper's note [S] (as in notebooks 01 and 05); PAPER.md: preset used for distillation [NF]";
+  if (sameOps(ops, c.recipe.augment)) return "elatentlpips' released default (the regression table's E-LatentLPIPS arm)";
+  if (sameOps(ops, PAPER_NOTE_PRESET)) return "geometric + cutout, our reading of the paper's note [S] (as in notebooks 01 and 05); PAPER.md: preset used for distillation [NF]";
   return "";
 }
 

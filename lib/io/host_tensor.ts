@@ -13,7 +13,7 @@ export interface HostTensor {
 }
 
 /** Typed arrays joined end to end (a batch gathered in parts); float32 unless `make` says otherwise. */
-export function concatHost<T extends Float32Array | Uint8Array = Float32Array>(parts: readonly T[], make: (n: number) => T = (n) => new Float32Array(n) as T): T {
+export function concatHost<T extends Float32Array | Uint8Array | Int32Array = Float32Array>(parts: readonly T[], make: (n: number) => T = (n) => new Float32Array(n) as T): T {
   const out = make(parts.reduce((n, p) => n + p.length, 0));
   parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
   return out;

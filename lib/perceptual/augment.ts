@@ -108,6 +108,11 @@ export function resolveOps(ops: string | readonly string[]): AugmentOp[] {
   return AUGMENT_OPS.filter((o) => on.has(o));
 }
 
+/** Whether two lists of ops or presets name the same augmentation. */
+export function sameOps(a: string | readonly string[], b: string | readonly string[]): boolean {
+  return resolveOps(a).join() === resolveOps(b).join();
+}
+
 /** A pair of per-sample values (x, y). */
 export interface XY {
   x: number[];
